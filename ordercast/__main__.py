@@ -1,0 +1,5 @@
+"""`python -m ordercast` runs the command line."""
+
+from ordercast.cli import app
+
+app()

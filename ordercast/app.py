@@ -1,0 +1,97 @@
+"""The ASGI application: HTTP API, `/ws`, and the runtime behind them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from ordercast import __version__
+from ordercast.api import refusal_body, router
+from ordercast.errors import Refusal, StoreError
+from ordercast.runtime import build_runtime
+from ordercast.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A server for `settings` (read from the environment when None)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.uses_development_secret:
+            logger.warning(
+                "USING THE DEVELOPMENT TOKEN SECRET: anyone can mint tokens. "
+                "Set ORDERCAST_TOKEN_SECRET before exposing this server"
+            )
+        runtime = build_runtime(settings)
+        await runtime.start()
+        app.state.runtime = runtime
+        logger.info("serving with store %s", settings.database_url)
+        try:
+            yield
+        finally:
+            logger.info("draining")
+            await runtime.stop()
+            logger.info("stopped")
+
+    app = FastAPI(
+        title="ordercast",
+        version=__version__,
+        summary="Live food-delivery order status, pushed over WebSocket",
+        lifespan=lifespan,
+    )
+    app.include_router(router)
+    app.add_exception_handler(Refusal, _refusal_response)
+    app.add_exception_handler(RequestValidationError, _validation_response)
+    app.add_exception_handler(StoreError, _store_error_response)
+
+    @app.websocket("/ws")
+    async def websocket(websocket: WebSocket) -> None:
+        await app.state.runtime.gateway.serve(websocket)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+async def _refusal_response(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Refusal)
+    return Response(
+        refusal_body(exc), status_code=exc.http_status, media_type="application/json"
+    )
+
+
+async def _validation_response(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    problems = [_describe(error) for error in exc.errors()]
+    body = {
+        "type": "error",
+        "code": "invalid_request",
+        "message": "; ".join(problems),
+    }
+    return JSONResponse(body, status_code=422)
+
+
+async def _store_error_response(request: Request, exc: Exception) -> Response:
+    logger.error("store failed", exc_info=exc)
+    body = {
+        "type": "error",
+        "code": "store_unavailable",
+        "message": "the command was not recorded; retry with the same Idempotency-Key",
+    }
+    return JSONResponse(body, status_code=503)
+
+
+def _describe(error: Any) -> str:
+    where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+    return f"{where}: {error.get('msg')}" if where else str(error.get("msg"))

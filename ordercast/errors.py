@@ -1,0 +1,177 @@
+"""Exceptions, and the one place where they become stable error codes.
+
+The tree::
+
+    OrdercastError
+    ├── LifecycleDefinitionError   the lifecycle table is wrong (fails at start)
+    ├── Refusal                    a normal "no" to a caller; has a `code`
+    │   ├── Unauthorized           401 no or bad token
+    │   ├── Forbidden              403 role or subject may not do this
+    │   ├── OrderNotFound          404
+    │   ├── ConnectionGone         410 no such connection (Management API)
+    │   ├── OrderExists            409 create with an id already taken
+    │   ├── InvalidTransition      409 command does not fit the status
+    │   ├── InvalidCommand         422 malformed command
+    │   ├── IdempotencyKeyReused   422 same key, different request
+    │   └── FrameError             wire: a client frame we cannot act on
+    │       ├── InvalidJson
+    │       ├── UnknownAction
+    │       └── FrameTooLarge
+    ├── StoreError                 the store failed; nothing was acknowledged
+    └── BusError                   the bus failed; clients resume from the store
+
+Every code has an entry in docs/errors.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class OrdercastError(Exception):
+    """Root of every exception ordercast raises on purpose."""
+
+
+class LifecycleDefinitionError(OrdercastError):
+    """The lifecycle table contradicts itself. Raised at import, never at runtime."""
+
+
+class StoreError(OrdercastError):
+    """The store could not complete a unit of work; it was rolled back."""
+
+
+class BusError(OrdercastError):
+    """The bus could not announce an event."""
+
+
+class Refusal(OrdercastError):
+    """A request that ordercast answers with "no"; it changed nothing.
+
+    Subclasses set `code` (stable, machine-readable) and `http_status`.
+    """
+
+    code: ClassVar[str] = "refused"
+    http_status: ClassVar[int] = 400
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_wire(self) -> dict[str, Any]:
+        """The error frame sent on a WebSocket and as an HTTP body."""
+        return {
+            "type": "error",
+            "code": self.code,
+            "message": self.message,
+            **self.fields,
+        }
+
+
+def refusal_from_wire(frame: dict[str, Any]) -> Refusal:
+    """Rebuild a refusal stored with `Refusal.to_wire` (for idempotent replays)."""
+    fields = {k: v for k, v in frame.items() if k not in ("type", "code", "message")}
+    for cls in _all_refusals(Refusal):
+        if cls.code == frame["code"]:
+            refusal = cls.__new__(cls)
+            Refusal.__init__(refusal, frame["message"], **fields)
+            return refusal
+    return Refusal(frame["message"], **fields)
+
+
+def _all_refusals(cls: type[Refusal]) -> list[type[Refusal]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found.extend(_all_refusals(sub))
+    return found
+
+
+class Unauthorized(Refusal):
+    code = "unauthorized"
+    http_status = 401
+
+
+class Forbidden(Refusal):
+    code = "forbidden"
+    http_status = 403
+
+
+class OrderNotFound(Refusal):
+    code = "order_not_found"
+    http_status = 404
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"there is no order {order_id!r}", orderId=order_id)
+
+
+class ConnectionGone(Refusal):
+    code = "gone"
+    http_status = 410
+
+    def __init__(self, connection_id: str) -> None:
+        super().__init__(
+            f"connection {connection_id!r} is not open", connectionId=connection_id
+        )
+
+
+class OrderExists(Refusal):
+    code = "order_exists"
+    http_status = 409
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"order {order_id!r} already exists", orderId=order_id)
+
+
+class InvalidTransition(Refusal):
+    code = "invalid_transition"
+    http_status = 409
+
+    def __init__(self, order_id: str, status: str, command: str, allowed: list[str]):
+        if allowed:
+            hint = f"{command} is accepted only from {', '.join(allowed)}"
+        else:
+            hint = f"{status} is final"
+        super().__init__(
+            f"cannot {command} order {order_id!r}: it is {status}, and {hint}",
+            orderId=order_id,
+            status=status,
+            command=command,
+        )
+
+
+class InvalidCommand(Refusal):
+    code = "invalid_command"
+    http_status = 422
+
+
+class IdempotencyKeyReused(Refusal):
+    code = "idempotency_key_reused"
+    http_status = 422
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r} was already used for a different request",
+            idempotencyKey=key,
+        )
+
+
+class FrameError(Refusal):
+    """A client frame that cannot be read; answered, never fatal to the socket."""
+
+    code = "invalid_frame"
+    http_status = 400
+
+
+class InvalidJson(FrameError):
+    code = "invalid_json"
+
+
+class UnknownAction(FrameError):
+    code = "unknown_action"
+
+
+class FrameTooLarge(FrameError):
+    code = "frame_too_large"

@@ -1,0 +1,1 @@
+"""The gateway: open connections, what each follows, and pushing to them."""

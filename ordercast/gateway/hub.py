@@ -1,0 +1,275 @@
+"""The hub: which connection follows which order, and getting events to them.
+
+Subscribing registers the subscription first and reads the store second, so an
+event announced while history is being read is held back, not lost, and sent
+after the history in seq order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from ordercast.errors import (
+    ConnectionGone,
+    Forbidden,
+    FrameError,
+    OrderNotFound,
+)
+from ordercast.gateway.connections import Connection, Subscription
+from ordercast.lifecycle import Actor, Event, OrderState, Role, may_follow
+from ordercast.store.base import Store
+from ordercast.wire.frames import (
+    ALL_ORDERS,
+    encode,
+    event_frame,
+    format_at,
+    subscribed_frame,
+    unsubscribed_frame,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class Hub:
+    """Open connections of this process and their subscriptions."""
+
+    def __init__(self, store: Store, location_interval_s: float = 1.0) -> None:
+        self.store = store
+        self.location_interval_s = location_interval_s
+        self.connections: dict[str, Connection] = {}
+        self._followers: dict[str, set[Connection]] = defaultdict(set)
+        self.everything: set[Connection] = set()
+        """Connections of ops or dispatch that follow every order, live."""
+        self._positions: dict[str, dict[str, Any]] = {}
+        self._location_sent_at: dict[str, float] = {}
+        self._location_pending: set[str] = set()
+
+    # connections
+
+    def add(self, connection: Connection) -> None:
+        self.connections[connection.connection_id] = connection
+
+    def remove(self, connection: Connection) -> None:
+        connection.closed = True
+        self.connections.pop(connection.connection_id, None)
+        self.everything.discard(connection)
+        for order_id, subscription in connection.subscriptions.items():
+            subscription.active = False
+            self._unfollow(order_id, connection)
+
+    def get(self, connection_id: str) -> Connection:
+        """Raises: ConnectionGone if no such connection is open here."""
+        connection = self.connections.get(connection_id)
+        if connection is None or connection.closed:
+            raise ConnectionGone(connection_id)
+        return connection
+
+    def followers(self, order_id: str) -> set[Connection]:
+        return self._followers.get(order_id) or set()
+
+    # subscriptions
+
+    async def subscribe(
+        self, connection: Connection, order_id: str, since_seq: int | None
+    ) -> None:
+        """Send a snapshot, the events after `since_seq`, then live events.
+
+        Raises:
+            OrderNotFound: no such order.
+            Forbidden: the connection's actor may not follow it.
+            FrameError: `since_seq` is past the order's last event, or given
+                with the all-orders subscription.
+        """
+        if order_id == ALL_ORDERS:
+            self._follow_everything(connection, since_seq)
+            return
+        state = await self.followable(connection.actor, order_id)
+        if since_seq is not None and since_seq > state.seq:
+            raise FrameError(f"since {since_seq} is past the last seq {state.seq}")
+
+        # register before reading, so nothing announced from now on is missed
+        previous = connection.subscriptions.get(order_id)
+        if previous is not None:
+            previous.active = False
+        subscription = Subscription(order_id)
+        connection.subscriptions[order_id] = subscription
+        self._followers[order_id].add(connection)
+
+        # the snapshot, then the history the client asked for
+        record = await self.store.get_order(order_id)
+        assert record is not None, "orders are never deleted"
+        snapshot = subscribed_frame(
+            order_id,
+            record.state.status.value,
+            record.state.seq,
+            courier_position=self._positions.get(order_id),
+        )
+        connection.push(encode(snapshot))
+        subscription.last_seq = record.state.seq if since_seq is None else since_seq
+        if since_seq is not None:
+            await self._send_history(connection, subscription)
+        await self._release(connection, subscription)
+
+    def unsubscribe(self, connection: Connection, order_id: str) -> None:
+        subscription = connection.subscriptions.pop(order_id, None)
+        if subscription is not None:
+            subscription.active = False
+            self._unfollow(order_id, connection)
+        if order_id == ALL_ORDERS:
+            connection.follows_all = False
+            self.everything.discard(connection)
+        connection.push(encode(unsubscribed_frame(order_id)))
+
+    async def followable(self, actor: Actor, order_id: str) -> OrderState:
+        """The order, if `actor` may follow it.
+
+        Raises:
+            OrderNotFound: no such order.
+            Forbidden: the actor may not follow it.
+        """
+        record = await self.store.get_order(order_id)
+        if record is None:
+            raise OrderNotFound(order_id)
+        if not may_follow(actor, record.state):
+            raise Forbidden(
+                f"a {actor.role} may not follow order {order_id!r}", orderId=order_id
+            )
+        return record.state
+
+    def _follow_everything(self, connection: Connection, since_seq: int | None) -> None:
+        if connection.actor.role not in (Role.OPS, Role.DISPATCH):
+            raise Forbidden("only ops and dispatch may follow every order")
+        if since_seq is not None:
+            raise FrameError("since cannot be used when following every order")
+        connection.follows_all = True
+        self.everything.add(connection)
+        connection.push(
+            encode({"type": "subscribed", "orderId": ALL_ORDERS, "snapshot": None})
+        )
+
+    def _unfollow(self, order_id: str, connection: Connection) -> None:
+        followers = self._followers.get(order_id)
+        if followers is not None:
+            followers.discard(connection)
+            if not followers:
+                del self._followers[order_id]
+
+    # delivery
+
+    def offer(
+        self,
+        connection: Connection,
+        subscription: Subscription,
+        event: Event,
+        text: str,
+    ) -> None:
+        """Pass a live event to one subscription, at most once and in seq order."""
+        if not subscription.active:
+            return
+        if subscription.catching_up:
+            subscription.held.append(event)
+            return
+        if event.seq <= subscription.last_seq:
+            return
+        if event.seq == subscription.last_seq + 1:
+            connection.push(text)
+            subscription.last_seq = event.seq
+            return
+        logger.warning(
+            "gap before seq %d; filling from the store",
+            event.seq,
+            extra={
+                "order_id": event.order_id,
+                "connection_id": connection.connection_id,
+            },
+        )
+        subscription.catching_up = True
+        subscription.held.append(event)
+        asyncio.get_running_loop().create_task(self._fill_gap(connection, subscription))
+
+    async def _fill_gap(
+        self, connection: Connection, subscription: Subscription
+    ) -> None:
+        await self._send_history(connection, subscription)
+        await self._release(connection, subscription)
+
+    async def _send_history(
+        self, connection: Connection, subscription: Subscription
+    ) -> None:
+        history = await self.store.read_events(
+            subscription.order_id, subscription.last_seq
+        )
+        for event in history:
+            if not subscription.active:
+                return
+            connection.push(encode(event_frame(event, connection.lang)))
+            subscription.last_seq = event.seq
+
+    async def _release(
+        self, connection: Connection, subscription: Subscription
+    ) -> None:
+        """End a catch-up: pass on what was held, in seq order."""
+        while subscription.held and subscription.active:
+            held = sorted(subscription.held, key=lambda e: e.seq)
+            subscription.held = []
+            for event in held:
+                if event.seq > subscription.last_seq + 1:
+                    # a gap: the store has this event and everything before it
+                    await self._send_history(connection, subscription)
+                if event.seq == subscription.last_seq + 1:
+                    connection.push(encode(event_frame(event, connection.lang)))
+                    subscription.last_seq = event.seq
+        subscription.catching_up = False
+
+    # courier location
+
+    async def authorize_location(self, actor: Actor, order_id: str) -> None:
+        """Raises: OrderNotFound, or Forbidden unless the order's courier or ops."""
+        state = await self.followable(actor, order_id)
+        if actor.role is not Role.OPS and not (
+            actor.role is Role.COURIER and state.courier_id == actor.subject
+        ):
+            raise Forbidden(
+                f"only the courier assigned to order {order_id!r} reports its location",
+                orderId=order_id,
+            )
+
+    def update_location(self, order_id: str, lat: float, lng: float) -> None:
+        """Keep the latest position of an order's courier and tell followers.
+
+        Followers get at most one `courier.location` frame per order every
+        `location_interval_s`; a fix inside that window is sent when it ends,
+        and only the latest one is.
+        """
+        self._positions[order_id] = {
+            "lat": lat,
+            "lng": lng,
+            "at": format_at(datetime.now(UTC)),
+        }
+        if order_id in self._location_pending:
+            return
+        wait_s = self._location_sent_at.get(order_id, 0.0) + self.location_interval_s
+        wait_s -= time.monotonic()
+        if wait_s <= 0:
+            self._send_location(order_id)
+            return
+        self._location_pending.add(order_id)
+        asyncio.get_running_loop().call_later(wait_s, self._send_location, order_id)
+
+    def position(self, order_id: str) -> dict[str, Any] | None:
+        return self._positions.get(order_id)
+
+    def _send_location(self, order_id: str) -> None:
+        self._location_pending.discard(order_id)
+        self._location_sent_at[order_id] = time.monotonic()
+        position = self._positions.get(order_id)
+        if position is None:
+            return
+        text = encode({"type": "courier.location", "orderId": order_id, **position})
+        for connection in self.followers(order_id) | self.everything:
+            connection.push(text)

@@ -1,0 +1,76 @@
+"""Runtime wiring: the one place that picks implementations from settings."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ordercast.auth import TokenVerifier
+from ordercast.bus.base import Bus
+from ordercast.bus.memory import MemoryBus
+from ordercast.engine import Engine
+from ordercast.gateway.hub import Hub
+from ordercast.gateway.websocket import WebSocketGateway
+from ordercast.notifier import Notifier
+from ordercast.settings import Settings
+from ordercast.store.base import Store
+from ordercast.store.sqlite import SqliteStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Every long-lived part of a server process, built from settings."""
+
+    settings: Settings
+    store: Store
+    bus: Bus
+    engine: Engine
+    hub: Hub
+    notifier: Notifier
+    gateway: WebSocketGateway
+    verifier: TokenVerifier
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.bus.start()
+        self.bus.subscribe(self.notifier.handle)
+        await self.engine.start()
+
+    async def stop(self) -> None:
+        await self.engine.stop()
+        await self.bus.close()
+        await self.store.close()
+
+
+def build_store(settings: Settings) -> Store:
+    """The store named by `ORDERCAST_DATABASE_URL`.
+
+    Raises:
+        ValueError: a URL scheme this build does not support.
+    """
+    if settings.database_url.startswith("sqlite:///"):
+        return SqliteStore(settings.sqlite_path, settings.sqlite_synchronous)
+    raise ValueError(f"unsupported ORDERCAST_DATABASE_URL: {settings.database_url}")
+
+
+def build_bus(settings: Settings) -> Bus:
+    """The bus named by `ORDERCAST_BUS_URL`.
+
+    Raises:
+        ValueError: a URL scheme this build does not support.
+    """
+    if settings.bus_url == "memory://":
+        return MemoryBus()
+    raise ValueError(f"unsupported ORDERCAST_BUS_URL: {settings.bus_url}")
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    store = build_store(settings)
+    bus = build_bus(settings)
+    engine = Engine(store, bus, settings.timeouts)
+    hub = Hub(store, settings.location_interval_s)
+    verifier = TokenVerifier(settings.token_secret)
+    gateway = WebSocketGateway(hub, verifier, settings.max_outbox_frames)
+    return Runtime(settings, store, bus, engine, hub, Notifier(hub), gateway, verifier)

@@ -1,0 +1,48 @@
+"""Settings, read from ORDERCAST_* environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ordercast.auth import DEVELOPMENT_SECRET
+from ordercast.lifecycle import Timeouts
+
+
+class Settings(BaseSettings):
+    """Everything a server process needs to know, with embedded defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="ORDERCAST_")
+
+    database_url: str = "sqlite:///./ordercast.db"
+    """Where the store lives. `sqlite:///path` selects the embedded store."""
+    sqlite_synchronous: str = "FULL"
+    """SQLite `synchronous` pragma: FULL survives power loss, NORMAL a crash."""
+    bus_url: str = "memory://"
+    """Where events are announced. `memory://` is the in-process bus."""
+    token_secret: str = Field(DEVELOPMENT_SECRET, min_length=32)
+    """HS256 key of the signed tokens; RFC 7518 asks for at least 32 bytes."""
+    restaurant_timeout_s: float = Field(300.0, gt=0)
+    """A restaurant that has not answered by then rejects the order (DESIGN.md)."""
+    dispatch_timeout_s: float = Field(600.0, gt=0)
+    """An accepted order with no courier by then raises `dispatch.overdue`."""
+    location_interval_s: float = Field(1.0, ge=0)
+    """Followers get at most one `courier.location` frame per order this often."""
+    max_outbox_frames: int = Field(2048, gt=0)
+    """Frames queued for one slow connection before it is told to resume."""
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return Timeouts(self.restaurant_timeout_s, self.dispatch_timeout_s)
+
+    @property
+    def uses_development_secret(self) -> bool:
+        return self.token_secret == DEVELOPMENT_SECRET
+
+    @property
+    def sqlite_path(self) -> str:
+        """The file of a `sqlite:///…` database URL."""
+        prefix = "sqlite:///"
+        if not self.database_url.startswith(prefix):
+            raise ValueError(f"not a SQLite URL: {self.database_url}")
+        return self.database_url[len(prefix) :]

@@ -1,0 +1,440 @@
+"""The SQL store: SQLAlchemy Core over one writer and many readers.
+
+Writes go through one thread, a batch at a time: commands that arrive while a
+batch is being written wait and are written together in the next transaction
+(group commit). Every submission in a batch sees the effects of those before
+it, so seq is assigned without gaps even for commands on the same order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command as alembic_command
+from alembic.config import Config
+from sqlalchemy.engine import Connection, Engine
+from ulid import ULID
+
+from ordercast.errors import (
+    IdempotencyKeyReused,
+    OrderNotFound,
+    Refusal,
+    StoreError,
+    refusal_from_wire,
+)
+from ordercast.lifecycle import (
+    Actor,
+    Decision,
+    Event,
+    OrderState,
+    Status,
+    Timeouts,
+    decide,
+    fire_deadline,
+)
+from ordercast.lifecycle.transitions import SYSTEM
+from ordercast.store.base import (
+    Applied,
+    DueDeadline,
+    OrderRecord,
+    Outcome,
+    Refused,
+    Submission,
+)
+from ordercast.store.schema import deadlines, events, idempotency_keys, orders
+
+logger = logging.getLogger(__name__)
+
+
+def to_ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the latest Alembic revision."""
+    config = Config()
+    config.set_main_option("script_location", "ordercast.store:migrations")
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        alembic_command.upgrade(config, "head")
+
+
+class SqlStore:
+    """`Store` on a SQLAlchemy engine. Subclasses supply the engines."""
+
+    def __init__(self, writer: Engine, reader: Engine) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+
+    async def open(self) -> None:
+        await self._in_writer(migrate, self._writer)
+
+    async def close(self) -> None:
+        self._write_thread.shutdown(wait=True)
+        self._writer.dispose()
+        self._reader.dispose()
+
+    # commands
+
+    async def apply(
+        self, submissions: Sequence[Submission], now: datetime, timeouts: Timeouts
+    ) -> list[Outcome]:
+        try:
+            outcomes: list[Outcome] = await self._in_writer(
+                self._apply_batch, submissions, now, timeouts
+            )
+            return outcomes
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(
+                f"batch of {len(submissions)} not recorded: {exc}"
+            ) from exc
+
+    def _apply_batch(
+        self, submissions: Sequence[Submission], now: datetime, timeouts: Timeouts
+    ) -> list[Outcome]:
+        with self._writer.begin() as connection:
+            now = from_ms(to_ms(now))  # what is stored is what is answered
+            batch = _Batch(connection, now, timeouts)
+            batch.prefetch(submissions)
+            outcomes = [batch.apply(submission) for submission in submissions]
+            batch.flush()
+        return outcomes
+
+    # queries
+
+    async def get_order(self, order_id: str) -> OrderRecord | None:
+        return await asyncio.to_thread(self._read, _load_order, order_id)
+
+    async def read_events(
+        self, order_id: str, since_seq: int = 0, limit: int | None = None
+    ) -> list[Event]:
+        return await asyncio.to_thread(
+            self._read, _load_events, order_id, since_seq, limit
+        )
+
+    async def due_deadlines(self, now: datetime, limit: int) -> list[DueDeadline]:
+        query = (
+            sa.select(deadlines)
+            .where(deadlines.c.due_at_ms <= to_ms(now))
+            .order_by(deadlines.c.due_at_ms)
+            .limit(limit)
+        )
+        rows = await asyncio.to_thread(self._read_rows, query)
+        return [DueDeadline(r.order_id, r.kind, from_ms(r.due_at_ms)) for r in rows]
+
+    async def next_due_at(self) -> datetime | None:
+        query = sa.select(sa.func.min(deadlines.c.due_at_ms))
+        rows = await asyncio.to_thread(self._read_rows, query)
+        due_ms = rows[0][0] if rows else None
+        return None if due_ms is None else from_ms(due_ms)
+
+    def _read(self, load: Any, *args: Any) -> Any:
+        with self._reader.connect() as connection:
+            return load(connection, *args)
+
+    def _read_rows(self, query: sa.Select[Any]) -> list[sa.Row[Any]]:
+        with self._reader.connect() as connection:
+            return list(connection.execute(query))
+
+    async def _in_writer(self, fn: Any, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._write_thread, fn, *args)
+
+
+_select_orders = sa.select(orders).where(
+    orders.c.order_id.in_(sa.bindparam("order_ids", expanding=True))
+)
+
+
+def _load_order(connection: Connection, order_id: str) -> OrderRecord | None:
+    found = _load_orders(connection, [order_id])
+    return found[0] if found else None
+
+
+def _load_orders(connection: Connection, order_ids: list[str]) -> list[OrderRecord]:
+    rows = connection.execute(_select_orders, {"order_ids": order_ids})
+    return [_record_from_row(row) for row in rows]
+
+
+def _record_from_row(row: sa.Row[Any]) -> OrderRecord:
+    state = OrderState(
+        row.order_id,
+        Status(row.status),
+        row.seq,
+        row.customer_id,
+        row.restaurant_id,
+        row.courier_id,
+    )
+    return OrderRecord(state, from_ms(row.created_at_ms), from_ms(row.updated_at_ms))
+
+
+def _load_events(
+    connection: Connection, order_id: str, since_seq: int, limit: int | None = None
+) -> list[Event]:
+    query = (
+        sa.select(events)
+        .where(events.c.order_id == order_id, events.c.seq > since_seq)
+        .order_by(events.c.seq)
+        .limit(limit)
+    )
+    return [
+        Event(
+            row.order_id,
+            row.seq,
+            row.event_id,
+            row.name,
+            Status(row.status),
+            from_ms(row.at_ms),
+            row.data,
+        )
+        for row in connection.execute(query)
+    ]
+
+
+class _Batch:
+    """One write transaction: decisions made in memory, rows written in `flush`."""
+
+    def __init__(self, connection: Connection, now: datetime, timeouts: Timeouts):
+        self.connection = connection
+        self.now = now
+        self.timeouts = timeouts
+        self.orders: dict[str, OrderRecord | None] = {}
+        self.created: set[str] = set()
+        self.new_events: list[Event] = []
+        self.actors: list[Actor] = []
+        self.deadlines: dict[tuple[str, str], int | None] = {}
+        self.keys: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+        self.new_keys: list[dict[str, Any]] = []
+
+    def prefetch(self, submissions: Sequence[Submission]) -> None:
+        """Load every order the batch names in one query."""
+        order_ids = list({s.order_id for s in submissions})
+        self.orders = dict.fromkeys(order_ids)
+        for record in _load_orders(self.connection, order_ids):
+            self.orders[record.state.order_id] = record
+
+    def apply(self, submission: Submission) -> Outcome:
+        """Decide one submission against the batch's view of the store."""
+        actor = submission.request.actor if submission.request else SYSTEM
+        key = (actor.subject, submission.idempotency_key or "")
+        if submission.idempotency_key:
+            seen = self._seen_key(key)
+            if seen is not None:
+                return self._replay(submission, *seen)
+
+        record = self._order(submission.order_id)
+        try:
+            decision = self._decide(submission, record)
+        except Refusal as refusal:
+            self._remember(submission, key, {"error": refusal.to_wire()})
+            return Refused(refusal)
+
+        applied = self._record(decision, record, actor)
+        answer: dict[str, Any] = {"order": _record_to_json(applied.order)}
+        if applied.events:
+            answer["seqs"] = [applied.events[0].seq, applied.events[-1].seq]
+        self._remember(submission, key, answer)
+        return applied
+
+    def _decide(self, submission: Submission, record: OrderRecord | None) -> Decision:
+        state = record.state if record else None
+        if submission.request is not None:
+            return decide(state, submission.request, self.now, self.timeouts)
+        assert submission.deadline_kind is not None, (
+            "a submission is a command or a deadline"
+        )
+        if state is None:
+            # The order is gone (never created or removed by hand): drop the deadline.
+            self.deadlines[(submission.order_id, submission.deadline_kind)] = None
+            raise OrderNotFound(submission.order_id)
+        return fire_deadline(state, submission.deadline_kind, self.now, self.timeouts)
+
+    def _record(
+        self, decision: Decision, before: OrderRecord | None, actor: Actor
+    ) -> Applied:
+        order_id = decision.order.order_id
+        first_seq = decision.order.seq - len(decision.events) + 1
+        new = tuple(
+            Event(
+                order_id, first_seq + i, str(ULID()), e.name, e.status, self.now, e.data
+            )
+            for i, e in enumerate(decision.events)
+        )
+        self.new_events.extend(new)
+        self.actors.extend(actor for _ in new)
+        if before is None:
+            self.created.add(order_id)
+        created_at = before.created_at if before else self.now
+        updated_at = self.now if new else (before.updated_at if before else self.now)
+        record = OrderRecord(decision.order, created_at, updated_at)
+        self.orders[order_id] = record
+        for kind in decision.deadlines_cleared:
+            self.deadlines[(order_id, kind)] = None
+        for kind, due_at in decision.deadlines_set:
+            self.deadlines[(order_id, kind)] = to_ms(due_at)
+        return Applied(record, new)
+
+    # idempotency
+
+    def _seen_key(self, key: tuple[str, str]) -> tuple[str, dict[str, Any]] | None:
+        if key in self.keys:
+            return self.keys[key]
+        row = self.connection.execute(
+            sa.select(idempotency_keys.c.fingerprint, idempotency_keys.c.answer).where(
+                idempotency_keys.c.subject == key[0], idempotency_keys.c.key == key[1]
+            )
+        ).first()
+        return None if row is None else (row.fingerprint, row.answer)
+
+    def _remember(
+        self, submission: Submission, key: tuple[str, str], answer: dict[str, Any]
+    ) -> None:
+        if not submission.idempotency_key:
+            return
+        self.keys[key] = (submission.fingerprint, answer)
+        self.new_keys.append(
+            {
+                "subject": key[0],
+                "key": key[1],
+                "fingerprint": submission.fingerprint,
+                "order_id": submission.order_id,
+                "answer": answer,
+                "created_at_ms": to_ms(self.now),
+            }
+        )
+
+    def _replay(
+        self, submission: Submission, fingerprint: str, answer: dict[str, Any]
+    ) -> Outcome:
+        if fingerprint != submission.fingerprint:
+            return Refused(IdempotencyKeyReused(submission.idempotency_key or ""))
+        if "error" in answer:
+            return Refused(refusal_from_wire(answer["error"]))
+        record = _record_from_json(answer["order"])
+        replayed: tuple[Event, ...] = ()
+        if "seqs" in answer:
+            first, last = answer["seqs"]
+            in_batch = [
+                e
+                for e in self.new_events
+                if e.order_id == record.state.order_id and first <= e.seq <= last
+            ]
+            order_id, count = record.state.order_id, last - first + 1
+            stored = _load_events(self.connection, order_id, first - 1, count)
+            replayed = tuple(e for e in [*stored, *in_batch] if e.seq <= last)
+        return Applied(record, replayed, replayed=True)
+
+    # reads and writes
+
+    def _order(self, order_id: str) -> OrderRecord | None:
+        if order_id not in self.orders:
+            self.orders[order_id] = _load_order(self.connection, order_id)
+        return self.orders[order_id]
+
+    def flush(self) -> None:
+        """Write everything decided in this batch; the caller commits."""
+        execute = self.connection.execute
+        touched = {e.order_id for e in self.new_events}
+        rows = [_order_row(self.orders[i]) for i in touched if self.orders[i]]
+        inserts = [r for r in rows if r["order_id"] in self.created]
+        updates = [r for r in rows if r["order_id"] not in self.created]
+        if inserts:
+            execute(orders.insert(), inserts)
+        if updates:
+            execute(
+                _update_order, [{**r, "b_order_id": r["order_id"]} for r in updates]
+            )
+        if self.new_events:
+            execute(events.insert(), [_event_row(e, a) for e, a in self._with_actors()])
+        if self.deadlines:
+            execute(
+                _delete_deadline,
+                [{"b_order_id": o, "b_kind": k} for o, k in self.deadlines],
+            )
+            due = [
+                {"order_id": o, "kind": k, "due_at_ms": ms}
+                for (o, k), ms in self.deadlines.items()
+                if ms is not None
+            ]
+            if due:
+                execute(deadlines.insert(), due)
+        if self.new_keys:
+            execute(idempotency_keys.insert(), self.new_keys)
+
+    def _with_actors(self) -> zip[tuple[Event, Actor]]:
+        return zip(self.new_events, self.actors, strict=True)
+
+
+_update_order = (
+    orders.update()
+    .where(orders.c.order_id == sa.bindparam("b_order_id"))
+    .values(
+        status=sa.bindparam("status"),
+        seq=sa.bindparam("seq"),
+        courier_id=sa.bindparam("courier_id"),
+        updated_at_ms=sa.bindparam("updated_at_ms"),
+    )
+)
+
+_delete_deadline = deadlines.delete().where(
+    deadlines.c.order_id == sa.bindparam("b_order_id"),
+    deadlines.c.kind == sa.bindparam("b_kind"),
+)
+
+
+def _order_row(record: OrderRecord | None) -> dict[str, Any]:
+    assert record is not None, "only orders that exist are written"
+    state = record.state
+    return {
+        "order_id": state.order_id,
+        "customer_id": state.customer_id,
+        "restaurant_id": state.restaurant_id,
+        "courier_id": state.courier_id,
+        "status": state.status.value,
+        "seq": state.seq,
+        "created_at_ms": to_ms(record.created_at),
+        "updated_at_ms": to_ms(record.updated_at),
+    }
+
+
+def _event_row(event: Event, actor: Actor) -> dict[str, Any]:
+    return {
+        "order_id": event.order_id,
+        "seq": event.seq,
+        "event_id": event.event_id,
+        "name": event.name,
+        "status": event.status.value,
+        "at_ms": to_ms(event.at),
+        "data": event.data,
+        "actor_role": actor.role.value,
+        "actor_subject": actor.subject,
+    }
+
+
+def _record_to_json(record: OrderRecord) -> dict[str, Any]:
+    return _order_row(record)
+
+
+def _record_from_json(row: dict[str, Any]) -> OrderRecord:
+    state = OrderState(
+        row["order_id"],
+        Status(row["status"]),
+        row["seq"],
+        row["customer_id"],
+        row["restaurant_id"],
+        row["courier_id"],
+    )
+    return OrderRecord(
+        state, from_ms(row["created_at_ms"]), from_ms(row["updated_at_ms"])
+    )

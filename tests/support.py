@@ -1,0 +1,146 @@
+"""Helpers for tests that talk to a real server process over real sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ordercast.auth import issue_token
+from ordercast.lifecycle import Role
+
+SECRET = "test-secret-of-at-least-thirty-two-bytes"
+UNIT_S = float(os.environ.get("ORDERCAST_TEST_UNIT_S", "0.2"))
+"""One unit of real waiting in tests; scale it up on a slow machine."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def token(role: str, subject: str) -> str:
+    return issue_token(SECRET, Role(role), subject)
+
+
+def auth(role: str, subject: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(role, subject)}"}
+
+
+OPS = auth("ops", "ops-1")
+
+
+@dataclass
+class Server:
+    """An `ordercast serve` process on a free port and a SQLite file."""
+
+    db_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ws_url(self, role: str = "ops", subject: str = "ops-1", **query: str) -> str:
+        params = "&".join(f"{k}={v}" for k, v in query.items())
+        extra = f"&{params}" if params else ""
+        return f"ws://127.0.0.1:{self.port}/ws?token={token(role, subject)}{extra}"
+
+    def start(self, timeout_s: float = 20.0) -> Server:
+        env = {
+            **os.environ,
+            "ORDERCAST_DATABASE_URL": f"sqlite:///{self.db_path}",
+            "ORDERCAST_TOKEN_SECRET": SECRET,
+            **self.env,
+        }
+        self.log_path = self.db_path.with_suffix(f".{self.port}.log")
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ordercast", "serve", "--port", str(self.port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise RuntimeError(f"server did not answer in {timeout_s} s:\n{self.log()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no flush, as in a crash."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path else ""
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10)
+
+
+@contextmanager
+def running(db_path: Path, **env: str) -> Iterator[Server]:
+    server = Server(db_path, env=env).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def create_order(
+    client: httpx.Client, order_id: str, customer: str = "cu-1", restaurant: str = "r-1"
+) -> dict[str, Any]:
+    response = client.post(
+        "/orders",
+        json={"orderId": order_id, "customerId": customer, "restaurantId": restaurant},
+        headers=OPS,
+    )
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def command(
+    client: httpx.Client,
+    order_id: str,
+    name: str,
+    headers: dict[str, str] = OPS,
+    **fields: Any,
+) -> httpx.Response:
+    return client.post(
+        f"/orders/{order_id}/commands", json={"command": name, **fields}, headers=headers
+    )
+
+
+def frames_of(raw: list[str]) -> list[dict[str, Any]]:
+    return [json.loads(text) for text in raw]
