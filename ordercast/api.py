@@ -6,7 +6,7 @@ import hashlib
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from ulid import ULID
 
@@ -97,7 +97,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 # dependencies
 
 
-def runtime(request: Request) -> Runtime:
+async def runtime(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
     return rt
 
@@ -105,7 +105,7 @@ def runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(runtime)]
 
 
-def caller(
+async def caller(
     rt: RuntimeDep, authorization: Annotated[str | None, Header()] = None
 ) -> Actor:
     """The actor named by the Bearer token. Raises: Unauthorized."""
@@ -118,7 +118,7 @@ IdempotencyKey = Annotated[
 ]
 
 
-def language(accept_language: Annotated[str | None, Header()] = None) -> str:
+async def language(accept_language: Annotated[str | None, Header()] = None) -> str:
     return supported_language((accept_language or "").split(",")[0].strip())
 
 
@@ -136,7 +136,7 @@ async def create_order(
     response: Response,
     lang: LanguageDep,
     idempotency_key: IdempotencyKey = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | Response:
     """Create an order in status RECEIVED (ops only: the platform's backend)."""
     order_id = body.order_id or f"o-{ULID()}"
     request = CommandRequest(
@@ -162,7 +162,7 @@ async def apply_command(
     response: Response,
     lang: LanguageDep,
     idempotency_key: IdempotencyKey = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | Response:
     """Apply a command; 409 if it does not fit the order's status."""
     request = CommandRequest(
         Command(body.command),
@@ -206,7 +206,7 @@ async def _submit(
     fingerprint_of: dict[str, Any],
     response: Response,
     lang: str,
-) -> dict[str, Any]:
+) -> dict[str, Any] | Response:
     canonical = orjson.dumps(
         [request.command.value, fingerprint_of], option=orjson.OPT_SORT_KEYS
     )
@@ -217,6 +217,13 @@ async def _submit(
         fingerprint=hashlib.sha256(canonical).hexdigest(),
     )
     outcome = await rt.engine.submit(submission)
+    if not isinstance(outcome, Applied) and outcome.replayed:
+        return Response(
+            refusal_body(outcome.error),
+            status_code=outcome.error.http_status,
+            media_type="application/json",
+            headers={"Idempotent-Replayed": "true"},
+        )
     if not isinstance(outcome, Applied):
         raise outcome.error
     if outcome.replayed:
@@ -267,15 +274,42 @@ def _ops_only(actor: Actor) -> None:
         raise Forbidden("only ops may use the Management API")
 
 
-@router.post("/@connections/{connection_id}", status_code=200, responses=ERRORS)
-async def post_to_connection(
-    connection_id: str,
-    rt: RuntimeDep,
-    actor: CallerDep,
-    data: Annotated[bytes, Body(media_type="application/octet-stream")],
-) -> Response:
-    """Send `data` to one connection as a text frame; 410 if it is gone."""
+@router.get("/@connections", responses=ERRORS)
+async def list_connections(rt: RuntimeDep, actor: CallerDep) -> dict[str, Any]:
+    """Open connections of this process, as `GET /@connections/{id}` shows each.
+
+    Not part of API Gateway's API: it lets ops find a connection's id, which
+    no client is told.
+    """
     _ops_only(actor)
+    open_now = [c for c in rt.hub.connections.values() if not c.closed]
+    return {"connections": [connection.info() for connection in open_now]}
+
+
+_ANY_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+@router.post(
+    "/@connections/{connection_id}",
+    status_code=200,
+    responses=ERRORS,
+    openapi_extra=_ANY_BODY,
+)
+async def post_to_connection(
+    connection_id: str, request: Request, rt: RuntimeDep, actor: CallerDep
+) -> Response:
+    """Send the body to one connection as a text frame; 410 if it is gone.
+
+    The body is passed on as it is, whatever its Content-Type, like API
+    Gateway's PostToConnection `Data`.
+    """
+    _ops_only(actor)
+    data = await request.body()
     rt.hub.get(connection_id).push(data.decode("utf-8", errors="replace"))
     return Response(status_code=200)
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from pathlib import Path
 from typing import Annotated
 
 import typer
 import uvicorn
+from rich.console import Console
 
 from ordercast.auth import issue_token
 from ordercast.lifecycle import Role
@@ -57,3 +60,129 @@ def token(
 ) -> None:
     """Print a signed token for local use (uses ORDERCAST_TOKEN_SECRET)."""
     typer.echo(issue_token(Settings().token_secret, role, subject, ttl_s))
+
+
+# replay and watch
+
+DEFAULT_INSTANCE = Path("../shared/data/grubhub-mdrp/0o100t100s1p100")
+"""A Grubhub instance, relative to the repository root (see its README.md)."""
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+@app.command()
+def replay(
+    url: Annotated[str, typer.Option(help="The server's HTTP URL.")] = DEFAULT_URL,
+    instance: Annotated[
+        Path, typer.Option(help="A Grubhub MDRP instance folder.")
+    ] = DEFAULT_INSTANCE,
+    speed: Annotated[
+        float, typer.Option(help="Simulated seconds per wall second.", min=0.001)
+    ] = 60.0,
+    limit: Annotated[
+        int | None, typer.Option(help="Only the first N orders.", min=0)
+    ] = None,
+    start_minute: Annotated[
+        float | None, typer.Option(help="Skip orders placed before this minute.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the simulation.")] = 7,
+    prefix: Annotated[
+        str | None, typer.Option(help="Order id prefix (default: random).")
+    ] = None,
+    acks: Annotated[
+        Path | None, typer.Option(help="Append acknowledged commands (JSON lines).")
+    ] = None,
+    reject_share: Annotated[float, typer.Option(help="Restaurant rejects.")] = 0.03,
+    no_answer_share: Annotated[
+        float, typer.Option(help="Restaurant never answers.")
+    ] = 0.02,
+    cancel_share: Annotated[
+        float, typer.Option(help="Customer cancels before pickup.")
+    ] = 0.03,
+    fail_share: Annotated[float, typer.Option(help="Delivery fails.")] = 0.02,
+    quiet: Annotated[
+        bool, typer.Option(help="No progress bar; only the final table.")
+    ] = False,
+) -> None:
+    """Replay a real Grubhub delivery day against a running server."""
+    from ordercast.replay import DriverOptions, InstanceError, PlanOptions, Shares, play
+    from ordercast.replay.driver import ServerUnavailable
+    from ordercast.replay.plan import new_prefix
+
+    _configure_logging("warning")
+    try:
+        shares = Shares(reject_share, no_answer_share, cancel_share, fail_share)
+        plan_options = PlanOptions(
+            prefix or new_prefix(), seed, limit, start_minute, shares
+        )
+        driver_options = DriverOptions(
+            url, speed=speed, acks=acks, show_progress=not quiet
+        )
+        play(instance, plan_options, driver_options, Console())
+    except InstanceError as exc:
+        typer.echo(
+            f"error: {exc} (looked in {instance.resolve()}). "
+            "The Grubhub instances are expected in "
+            "../shared/data/grubhub-mdrp/<instance> relative to the repository "
+            "root; pass another folder with --instance.",
+            err=True,
+        )
+        raise typer.Exit(2) from exc
+    except (ValueError, ServerUnavailable) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def watch(
+    order_id: Annotated[
+        str | None, typer.Argument(help="The order to follow.", show_default=False)
+    ] = None,
+    all_orders: Annotated[
+        bool, typer.Option("--all", help="Follow every order (ops and dispatch).")
+    ] = False,
+    url: Annotated[str, typer.Option(help="The server's HTTP URL.")] = DEFAULT_URL,
+    since: Annotated[
+        int, typer.Option(help="Last seq already seen (one order).", min=0)
+    ] = 0,
+    token_: Annotated[
+        str | None, typer.Option("--token", help="A signed token to connect with.")
+    ] = None,
+    role: Annotated[Role, typer.Option(help="Role of a minted token.")] = Role.OPS,
+    subject: Annotated[str, typer.Option("--sub", help="Its subject.")] = "ops-1",
+    lang: Annotated[str, typer.Option(help="Language of event messages.")] = "en",
+    pretty: Annotated[
+        bool, typer.Option(help="A readable line per event instead of raw frames.")
+    ] = False,
+) -> None:
+    """Print every frame of one order, or of every order, until Ctrl-C."""
+    from ordercast.watch import (
+        WatchRefused,
+        follow,
+        pretty_printer,
+        raw_printer,
+        websocket_url,
+    )
+    from ordercast.wire.frames import ALL_ORDERS
+
+    if all_orders == (order_id is not None):
+        raise typer.BadParameter("give either ORDER_ID or --all")
+    _configure_logging("warning")
+    secret = Settings().token_secret
+    ws_url = websocket_url(url, token_ or issue_token(secret, role, subject), lang)
+    emit = pretty_printer(Console(highlight=False)) if pretty else raw_printer()
+    target = ALL_ORDERS if all_orders else str(order_id)
+    try:
+        asyncio.run(follow(ws_url, target, None if all_orders else since, emit))
+    except KeyboardInterrupt:
+        return
+    except WatchRefused as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _configure_logging(level: str) -> None:
+    """Warnings and worse to stderr, so stdout carries only the command's output."""
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )

@@ -33,6 +33,9 @@ def utc_now() -> datetime:
 MAX_BATCH = 256
 """Most submissions written in one transaction."""
 
+DEADLINE_RETRY_S = 0.5
+"""Pause before the deadline loop asks a failing store again."""
+
 LATE_DEADLINE_S = 1.0
 """A deadline fired later than this after it came due is logged as a warning."""
 
@@ -177,14 +180,15 @@ class Engine:
     async def _deadline_loop(self) -> None:
         while True:
             try:
-                fired = await self._fire_due()
+                if await self._fire_due():
+                    continue
+                self._deadlines_changed.clear()
+                sleep_s = await self._seconds_to_next_deadline()
             except StoreError:
+                # a store that fails now may answer in a moment; a deadline
+                # loop that died would never fire again
                 logger.warning("could not read deadlines; retrying", exc_info=True)
-                fired = 0
-            if fired:
-                continue
-            self._deadlines_changed.clear()
-            sleep_s = await self._seconds_to_next_deadline()
+                sleep_s = DEADLINE_RETRY_S
             self._wake_at = self.clock() + timedelta(seconds=sleep_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._deadlines_changed.wait(), sleep_s)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -9,16 +10,22 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
 from ordercast.auth import issue_token
 from ordercast.lifecycle import Role
+
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection
+
+T = TypeVar("T")
 
 SECRET = "test-secret-of-at-least-thirty-two-bytes"
 UNIT_S = float(os.environ.get("ORDERCAST_TEST_UNIT_S", "0.2"))
@@ -138,9 +145,91 @@ def command(
     **fields: Any,
 ) -> httpx.Response:
     return client.post(
-        f"/orders/{order_id}/commands", json={"command": name, **fields}, headers=headers
+        f"/orders/{order_id}/commands",
+        json={"command": name, **fields},
+        headers=headers,
     )
 
 
 def frames_of(raw: list[str]) -> list[dict[str, Any]]:
     return [json.loads(text) for text in raw]
+
+
+# helpers for end-to-end tests
+
+LONG_DEADLINES = {
+    "ORDERCAST_RESTAURANT_TIMEOUT_S": "600",
+    "ORDERCAST_DISPATCH_TIMEOUT_S": "600",
+}
+"""Server settings under which no deadline fires during a test module."""
+
+WAIT_S = 25 * UNIT_S
+"""Longest a test waits for something that should happen at once."""
+
+
+def unique_id(prefix: str = "o") -> str:
+    """An id no other test uses, so tests can share one server."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def order_of(client: httpx.Client, order_id: str) -> dict[str, Any]:
+    response = client.get(f"/orders/{order_id}", headers=OPS)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def events_of(client: httpx.Client, order_id: str, since: int = 0) -> list[Any]:
+    response = client.get(
+        f"/orders/{order_id}/events", params={"since": since}, headers=OPS
+    )
+    assert response.status_code == 200, response.text
+    return list(response.json()["events"])
+
+
+def wait_until(check: Callable[[], T | None], timeout_s: float = WAIT_S) -> T:
+    """Poll `check` until it returns something other than None or False."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = check()
+        if found is not None and found is not False:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nothing after {timeout_s} s")
+        time.sleep(UNIT_S / 4)
+
+
+async def send_frame(ws: ClientConnection, frame: dict[str, Any]) -> None:
+    await ws.send(json.dumps(frame))
+
+
+async def receive_frame(ws: ClientConnection, timeout_s: float = WAIT_S) -> Any:
+    """The next frame, decoded; fails the test if none comes in time."""
+    async with asyncio.timeout(timeout_s):
+        return json.loads(await ws.recv())
+
+
+async def frames_before_pong(ws: ClientConnection) -> list[dict[str, Any]]:
+    """Every frame the server queued for `ws` before it got this ping.
+
+    The server answers frames in order and pushes an event before it answers
+    the command that caused it, so this returns every event of commands
+    that were answered before the call.
+    """
+    await send_frame(ws, {"action": "ping"})
+    frames = []
+    while (frame := await receive_frame(ws))["type"] != "pong":
+        frames.append(frame)
+    return frames
+
+
+async def subscribe(
+    ws: ClientConnection, order_id: str, since: int | None = None
+) -> dict[str, Any]:
+    """Subscribe and return the `subscribed` answer; fails on an error frame."""
+    frame: dict[str, Any] = {"action": "subscribe", "orderId": order_id}
+    if since is not None:
+        frame["since"] = since
+    await send_frame(ws, frame)
+    answer = await receive_frame(ws)
+    assert answer["type"] == "subscribed", answer
+    return dict(answer)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ordercast.auth import TokenVerifier
-from ordercast.errors import Refusal
+from ordercast.errors import FrameError, Refusal
 from ordercast.gateway.connections import Connection
 from ordercast.gateway.hub import Hub
 from ordercast.wire.frames import (
@@ -102,12 +102,14 @@ class WebSocketGateway:
             if message["type"] == "websocket.disconnect":
                 return
             raw = message.get("text")
-            if raw is None:
-                raw = message.get("bytes") or b""
             connection.last_active_at = datetime.now(UTC)
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("< %s", raw[:200])
+                log.debug("< %s", "(binary)" if raw is None else raw[:200])
             try:
+                if raw is None:
+                    # client frames are JSON text (DESIGN.md), as API Gateway
+                    # routes them on `$request.body.action`
+                    raise FrameError("binary frames are not read; send JSON as text")
                 await self._handle(connection, parse_client_frame(raw))
             except Refusal as refusal:
                 log.debug("! %s", refusal.code)

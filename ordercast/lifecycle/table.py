@@ -218,6 +218,10 @@ def validate_table(
             raise LifecycleDefinitionError(
                 f"deadline {deadline.kind} on a final status"
             )
+        if deadline.target is not None and not isinstance(deadline.target, Status):
+            raise LifecycleDefinitionError(
+                f"deadline {deadline.kind} fires into {deadline.target!r}, not a status"
+            )
 
 
 validate_table(TRANSITIONS, DEADLINES)

@@ -219,13 +219,17 @@ def _authorized_row(order: OrderState, request: Request) -> Transition:
     the command does not fit, then a status only other roles may act on.
     """
     command, actor = request.command, request.actor
+    where = {
+        "orderId": order.order_id,
+        "status": order.status.value,
+        "command": command.value,
+    }
     rows = rows_for(command)
     if not any(actor.role in row.senders for row in rows):
-        raise Forbidden(f"a {actor.role} may not {command} an order")
+        raise Forbidden(f"a {actor.role} may not {command} an order", **where)
     if not _owns(actor, order):
         raise Forbidden(
-            f"order {order.order_id!r} is not assigned to this {actor.role}",
-            orderId=order.order_id,
+            f"order {order.order_id!r} is not assigned to this {actor.role}", **where
         )
     fitting = [row for row in rows if order.status in row.sources]
     if not fitting:
@@ -238,8 +242,7 @@ def _authorized_row(order: OrderState, request: Request) -> Transition:
     senders = sorted({role.value for row in fitting for role in row.senders})
     raise Forbidden(
         f"only {' or '.join(senders)} may {command} an order that is {order.status}",
-        orderId=order.order_id,
-        status=order.status.value,
+        **where,
     )
 
 

@@ -49,6 +49,8 @@ class Refused:
     """A submission that the lifecycle refused; it changed nothing."""
 
     error: Refusal
+    replayed: bool = False
+    """True when this is the stored refusal of a repeated idempotency key."""
 
 
 Outcome = Applied | Refused

@@ -76,11 +76,13 @@ class SqlStore:
         self._writer = writer
         self._reader = reader
         self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        self._closed = False
 
     async def open(self) -> None:
         await self._in_writer(migrate, self._writer)
 
     async def close(self) -> None:
+        self._closed = True
         self._write_thread.shutdown(wait=True)
         self._writer.dispose()
         self._reader.dispose()
@@ -140,14 +142,23 @@ class SqlStore:
         return None if due_ms is None else from_ms(due_ms)
 
     def _read(self, load: Any, *args: Any) -> Any:
+        self._check_open()
         with self._reader.connect() as connection:
             return load(connection, *args)
 
     def _read_rows(self, query: sa.Select[Any]) -> list[sa.Row[Any]]:
+        self._check_open()
         with self._reader.connect() as connection:
             return list(connection.execute(query))
 
+    def _check_open(self) -> None:
+        # Store.close: "calls after this raise"; a disposed engine would
+        # otherwise quietly open new connections.
+        if self._closed:
+            raise StoreError("the store is closed")
+
     async def _in_writer(self, fn: Any, *args: Any) -> Any:
+        self._check_open()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._write_thread, fn, *args)
 
@@ -258,7 +269,23 @@ class _Batch:
             # The order is gone (never created or removed by hand): drop the deadline.
             self.deadlines[(submission.order_id, submission.deadline_kind)] = None
             raise OrderNotFound(submission.order_id)
+        if not self._is_due(submission.order_id, submission.deadline_kind):
+            # Fired already (another engine on the same database, a retry),
+            # cleared by a command, or not due yet: record nothing.
+            return Decision(state, ())
         return fire_deadline(state, submission.deadline_kind, self.now, self.timeouts)
+
+    def _is_due(self, order_id: str, kind: str) -> bool:
+        """Whether the deadline is still stored, in this batch's view, and due."""
+        if (order_id, kind) in self.deadlines:
+            due_ms = self.deadlines[(order_id, kind)]
+        else:
+            due_ms = self.connection.execute(
+                sa.select(deadlines.c.due_at_ms).where(
+                    deadlines.c.order_id == order_id, deadlines.c.kind == kind
+                )
+            ).scalar()
+        return due_ms is not None and due_ms <= to_ms(self.now)
 
     def _record(
         self, decision: Decision, before: OrderRecord | None, actor: Actor
@@ -320,7 +347,7 @@ class _Batch:
         if fingerprint != submission.fingerprint:
             return Refused(IdempotencyKeyReused(submission.idempotency_key or ""))
         if "error" in answer:
-            return Refused(refusal_from_wire(answer["error"]))
+            return Refused(refusal_from_wire(answer["error"]), replayed=True)
         record = _record_from_json(answer["order"])
         replayed: tuple[Event, ...] = ()
         if "seqs" in answer:

@@ -6,7 +6,7 @@ them. Server frames are JSON text with a `type` field.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -101,6 +101,8 @@ def parse_client_frame(raw: str | bytes) -> ClientFrame:
 
 def format_at(at: datetime) -> str:
     """RFC 3339 UTC with milliseconds, as in DESIGN.md (`…T12:00:05.120Z`)."""
+    if at.tzinfo is not None:
+        at = at.astimezone(UTC)
     return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
