@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from ulid import ULID
 
 from ordercast.auth import bearer_token
-from ordercast.errors import Forbidden, Refusal
+from ordercast.errors import Forbidden, InvalidRequest, Refusal
 from ordercast.lifecycle import Actor, Command, Request as CommandRequest, Role
 from ordercast.runtime import Runtime
 from ordercast.store.base import Applied, OrderRecord, Submission
@@ -94,92 +95,122 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-# dependencies
+# who is calling
 
 
-async def runtime(request: Request) -> Runtime:
+@dataclass(frozen=True)
+class Call:
+    """The runtime serving a request, who sent it, and in which language.
+
+    Endpoints read these headers themselves instead of through FastAPI
+    dependencies: resolving one dependency per header cost more CPU per
+    command than recording it (`bench/fanout.py`, a command's HTTP round trip).
+    """
+
+    runtime: Runtime
+    actor: Actor
+    lang: str
+
+
+def call_of(request: Request) -> Call:
+    """Raises: Unauthorized without a valid Bearer token."""
     rt: Runtime = request.app.state.runtime
-    return rt
+    headers = request.headers
+    actor = rt.verifier.verify(bearer_token(headers.get("authorization")))
+    return Call(rt, actor, language_of(headers.get("accept-language")))
 
 
-RuntimeDep = Annotated[Runtime, Depends(runtime)]
-
-
-async def caller(
-    rt: RuntimeDep, authorization: Annotated[str | None, Header()] = None
-) -> Actor:
-    """The actor named by the Bearer token. Raises: Unauthorized."""
-    return rt.verifier.verify(bearer_token(authorization))
-
-
-CallerDep = Annotated[Actor, Depends(caller)]
-IdempotencyKey = Annotated[
-    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
-]
-
-
-async def language(accept_language: Annotated[str | None, Header()] = None) -> str:
+def language_of(accept_language: str | None) -> str:
+    """The message language for an `Accept-Language` header."""
     return supported_language((accept_language or "").split(",")[0].strip())
 
 
-LanguageDep = Annotated[str, Depends(language)]
+def idempotency_key_of(request: Request) -> str | None:
+    """Raises: InvalidRequest for an empty key or one over 255 characters."""
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise InvalidRequest(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
+        )
+    return key
+
+
+MAX_IDEMPOTENCY_KEY = 255
+
+_COMMAND_HEADERS = {
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "description": "Apply the command once; a repeat replays the answer.",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+        },
+        {
+            "name": "Accept-Language",
+            "in": "header",
+            "required": False,
+            "description": "Language of the `message` of each event.",
+            "schema": {"type": "string"},
+        },
+    ]
+}
 
 
 # orders
 
 
-@router.post("/orders", status_code=201, response_model=CommandResult, responses=ERRORS)
-async def create_order(
-    body: CreateOrder,
-    rt: RuntimeDep,
-    actor: CallerDep,
-    response: Response,
-    lang: LanguageDep,
-    idempotency_key: IdempotencyKey = None,
-) -> dict[str, Any] | Response:
+@router.post(
+    "/orders",
+    status_code=201,
+    response_model=CommandResult,
+    responses=ERRORS,
+    openapi_extra=_COMMAND_HEADERS,
+)
+async def create_order(body: CreateOrder, request: Request) -> Response:
     """Create an order in status RECEIVED (ops only: the platform's backend)."""
+    call = call_of(request)
     order_id = body.order_id or f"o-{ULID()}"
-    request = CommandRequest(
+    command = CommandRequest(
         Command.CREATE,
         order_id,
-        actor,
+        call.actor,
         customer_id=body.customer_id,
         restaurant_id=body.restaurant_id,
         details=body.details,
     )
     fingerprint_of = body.model_dump(by_alias=True) | {"orderId": body.order_id}
-    return await _submit(rt, request, idempotency_key, fingerprint_of, response, lang)
+    key = idempotency_key_of(request)
+    return await _submit(call, command, key, fingerprint_of, status_code=201)
 
 
 @router.post(
-    "/orders/{order_id}/commands", response_model=CommandResult, responses=ERRORS
+    "/orders/{order_id}/commands",
+    response_model=CommandResult,
+    responses=ERRORS,
+    openapi_extra=_COMMAND_HEADERS,
 )
-async def apply_command(
-    order_id: str,
-    body: CommandBody,
-    rt: RuntimeDep,
-    actor: CallerDep,
-    response: Response,
-    lang: LanguageDep,
-    idempotency_key: IdempotencyKey = None,
-) -> dict[str, Any] | Response:
+async def apply_command(order_id: str, body: CommandBody, request: Request) -> Response:
     """Apply a command; 409 if it does not fit the order's status."""
-    request = CommandRequest(
+    call = call_of(request)
+    command = CommandRequest(
         Command(body.command),
         order_id,
-        actor,
+        call.actor,
         courier_id=body.courier_id,
         reason=body.reason,
     )
     fingerprint_of = body.model_dump(by_alias=True) | {"orderId": order_id}
-    return await _submit(rt, request, idempotency_key, fingerprint_of, response, lang)
+    key = idempotency_key_of(request)
+    return await _submit(call, command, key, fingerprint_of, status_code=200)
 
 
 @router.get("/orders/{order_id}", response_model=OrderView, responses=ERRORS)
-async def get_order(order_id: str, rt: RuntimeDep, actor: CallerDep) -> dict[str, Any]:
+async def get_order(order_id: str, request: Request) -> dict[str, Any]:
     """The order's current status and seq."""
-    await rt.hub.followable(actor, order_id)
-    record = await rt.store.get_order(order_id)
+    call = call_of(request)
+    await call.runtime.hub.followable(call.actor, order_id)
+    record = await call.runtime.store.get_order(order_id)
     assert record is not None, "followable found it and orders are never deleted"
     return order_view(record)
 
@@ -187,51 +218,50 @@ async def get_order(order_id: str, rt: RuntimeDep, actor: CallerDep) -> dict[str
 @router.get("/orders/{order_id}/events", response_model=EventsPage, responses=ERRORS)
 async def list_events(
     order_id: str,
-    rt: RuntimeDep,
-    actor: CallerDep,
-    lang: LanguageDep,
+    request: Request,
     since: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
 ) -> dict[str, Any]:
     """Events with seq > since, in seq order, as followers receive them."""
-    await rt.hub.followable(actor, order_id)
-    history = await rt.store.read_events(order_id, since, limit)
-    return {"orderId": order_id, "events": [event_frame(e, lang) for e in history]}
+    call = call_of(request)
+    await call.runtime.hub.followable(call.actor, order_id)
+    history = await call.runtime.store.read_events(order_id, since, limit)
+    frames = [event_frame(e, call.lang) for e in history]
+    return {"orderId": order_id, "events": frames}
 
 
 async def _submit(
-    rt: Runtime,
-    request: CommandRequest,
+    call: Call,
+    command: CommandRequest,
     idempotency_key: str | None,
     fingerprint_of: dict[str, Any],
-    response: Response,
-    lang: str,
-) -> dict[str, Any] | Response:
+    status_code: int,
+) -> Response:
+    """Apply the command through the engine and answer as `CommandResult`.
+
+    The body is encoded here, once, rather than validated again against the
+    response model on its way out.
+    """
     canonical = orjson.dumps(
-        [request.command.value, fingerprint_of], option=orjson.OPT_SORT_KEYS
+        [command.command.value, fingerprint_of], option=orjson.OPT_SORT_KEYS
     )
     submission = Submission(
-        request.order_id,
-        request=request,
+        command.order_id,
+        request=command,
         idempotency_key=idempotency_key,
         fingerprint=hashlib.sha256(canonical).hexdigest(),
     )
-    outcome = await rt.engine.submit(submission)
-    if not isinstance(outcome, Applied) and outcome.replayed:
-        return Response(
-            refusal_body(outcome.error),
-            status_code=outcome.error.http_status,
-            media_type="application/json",
-            headers={"Idempotent-Replayed": "true"},
-        )
-    if not isinstance(outcome, Applied):
-        raise outcome.error
-    if outcome.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return {
-        "order": order_view(outcome.order),
-        "events": [event_frame(e, lang) for e in outcome.events],
-    }
+    outcome = await call.runtime.engine.submit(submission)
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
+    if isinstance(outcome, Applied):
+        answer = {
+            "order": order_view(outcome.order),
+            "events": [event_frame(e, call.lang) for e in outcome.events],
+        }
+        body, status_code = orjson.dumps(answer), status_code
+    else:
+        body, status_code = refusal_body(outcome.error), outcome.error.http_status
+    return Response(body, status_code, headers, media_type="application/json")
 
 
 def order_view(record: OrderRecord) -> dict[str, Any]:
@@ -258,30 +288,34 @@ class LocationBody(_Body):
 
 @router.post("/orders/{order_id}/location", status_code=202, responses=ERRORS)
 async def report_location(
-    order_id: str, body: LocationBody, rt: RuntimeDep, actor: CallerDep
+    order_id: str, body: LocationBody, request: Request
 ) -> dict[str, Any]:
     """The assigned courier's latest position; followers get it at a bounded rate."""
-    await rt.hub.authorize_location(actor, order_id)
-    rt.hub.update_location(order_id, body.lat, body.lng)
+    call = call_of(request)
+    await call.runtime.hub.authorize_location(call.actor, order_id)
+    call.runtime.hub.update_location(order_id, body.lat, body.lng)
     return {"orderId": order_id, "accepted": True}
 
 
 # Management API, in API Gateway's shape
 
 
-def _ops_only(actor: Actor) -> None:
-    if actor.role is not Role.OPS:
+def _ops_only(request: Request) -> Runtime:
+    """The runtime, if the caller is ops. Raises: Unauthorized, Forbidden."""
+    call = call_of(request)
+    if call.actor.role is not Role.OPS:
         raise Forbidden("only ops may use the Management API")
+    return call.runtime
 
 
 @router.get("/@connections", responses=ERRORS)
-async def list_connections(rt: RuntimeDep, actor: CallerDep) -> dict[str, Any]:
+async def list_connections(request: Request) -> dict[str, Any]:
     """Open connections of this process, as `GET /@connections/{id}` shows each.
 
     Not part of API Gateway's API: it lets ops find a connection's id, which
     no client is told.
     """
-    _ops_only(actor)
+    rt = _ops_only(request)
     open_now = [c for c in rt.hub.connections.values() if not c.closed]
     return {"connections": [connection.info() for connection in open_now]}
 
@@ -300,36 +334,32 @@ _ANY_BODY = {
     responses=ERRORS,
     openapi_extra=_ANY_BODY,
 )
-async def post_to_connection(
-    connection_id: str, request: Request, rt: RuntimeDep, actor: CallerDep
-) -> Response:
+async def post_to_connection(connection_id: str, request: Request) -> Response:
     """Send the body to one connection as a text frame; 410 if it is gone.
 
     The body is passed on as it is, whatever its Content-Type, like API
     Gateway's PostToConnection `Data`.
     """
-    _ops_only(actor)
+    rt = _ops_only(request)
     data = await request.body()
     rt.hub.get(connection_id).push(data.decode("utf-8", errors="replace"))
     return Response(status_code=200)
 
 
 @router.get("/@connections/{connection_id}", responses=ERRORS)
-async def get_connection(
-    connection_id: str, rt: RuntimeDep, actor: CallerDep
-) -> dict[str, Any]:
+async def get_connection(connection_id: str, request: Request) -> dict[str, Any]:
     """When the connection opened, was last active, and who holds it."""
-    _ops_only(actor)
-    return rt.hub.get(connection_id).info()
+    return _ops_only(request).hub.get(connection_id).info()
 
 
 @router.delete("/@connections/{connection_id}", status_code=204, responses=ERRORS)
-async def delete_connection(
-    connection_id: str, rt: RuntimeDep, actor: CallerDep
-) -> Response:
+async def delete_connection(connection_id: str, request: Request) -> Response:
     """Close the connection."""
-    _ops_only(actor)
-    await rt.hub.get(connection_id).close(1000, "closed by the Management API")
+    await (
+        _ops_only(request)
+        .hub.get(connection_id)
+        .close(1000, "closed by the Management API")
+    )
     return Response(status_code=204)
 
 

@@ -190,8 +190,12 @@ class Engine:
                 logger.warning("could not read deadlines; retrying", exc_info=True)
                 sleep_s = DEADLINE_RETRY_S
             self._wake_at = self.clock() + timedelta(seconds=sleep_s)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow
+            # a cancellation that arrives as the event is set (CPython
+            # gh-86296, fixed in 3.12), and `stop` would then wait for ever
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._deadlines_changed.wait(), sleep_s)
+                async with asyncio.timeout(sleep_s):
+                    await self._deadlines_changed.wait()
             self._wake_at = None
 
     async def _fire_due(self) -> int:

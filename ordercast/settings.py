@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     """Followers get at most one `courier.location` frame per order this often."""
     max_outbox_frames: int = Field(2048, gt=0)
     """Frames queued for one slow connection before it is told to resume."""
+    opentelemetry: bool = False
+    """Let FastAPI report spans and metrics to the configured OpenTelemetry
+    providers. Off by default: checking for providers costs every request."""
 
     @property
     def timeouts(self) -> Timeouts:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import io
-import json
 import os
 import subprocess
 import sys
@@ -12,26 +9,29 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from rich.console import Console
 
 from ordercast.lifecycle import Command, Status
 from ordercast.replay.driver import (
-    DriverOptions,
     ReplaySummary,
     ServerUnavailable,
-    run_replay,
     timeouts_hint,
 )
 from ordercast.replay.grubhub import Instance
-from ordercast.replay.plan import Plan, PlanOptions, Shares, build_plan
+from ordercast.replay.plan import Plan, Shares
 from tests.replay.data import instance_dir
+from tests.replay.replaying import (
+    SERVER_ENV,
+    SPEED,
+    plan_of,
+    read_acks,
+    replay,
+    statuses_reached,
+)
 from tests.support import (
     SECRET,
-    UNIT_S,
     Server,
     create_order,
     events_of,
@@ -41,52 +41,6 @@ from tests.support import (
     unique_id,
     wait_until,
 )
-
-SPEED = 3000.0
-"""50 simulated minutes per wall second."""
-
-BUSY_MINUTE = 600
-"""Instance 0 is busy from here: 30 orders are placed and done within an hour
-(about 1.2 s at SPEED)."""
-
-EVERY_PATH = Shares(reject=0.1, no_answer=0.1, cancel=0.1, fail=0.1)
-SERVER_ENV = {
-    # far above the longest restaurant answer (3 simulated minutes = 0.06 s),
-    # short enough that silent restaurants are rejected within the test
-    "ORDERCAST_RESTAURANT_TIMEOUT_S": str(5 * UNIT_S),
-    "ORDERCAST_DISPATCH_TIMEOUT_S": "600",
-}
-
-
-def replay(
-    plan: Plan, server: Server, acks: Path | None = None, **options: Any
-) -> ReplaySummary:
-    settings: dict[str, Any] = {"secret": SECRET, "speed": SPEED, **options}
-    driver_options = DriverOptions(
-        server.url, acks=acks, show_progress=False, **settings
-    )
-    console = Console(file=io.StringIO())
-    return asyncio.run(run_replay(plan, driver_options, console))
-
-
-def plan_of(instance: Instance, limit: int, shares: Shares = EVERY_PATH) -> Plan:
-    options = PlanOptions(
-        prefix=unique_id("r"),
-        seed=7,
-        limit=limit,
-        start_minute=BUSY_MINUTE,
-        shares=shares,
-    )
-    return build_plan(instance, options)
-
-
-def read_acks(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def statuses_reached(client: httpx.Client, plan: Plan) -> bool:
-    now = {order_id: order_of(client, order_id)["status"] for order_id in plan.intended}
-    return now == {order_id: s.value for order_id, s in plan.intended.items()}
 
 
 @pytest.fixture(scope="module")
