@@ -12,6 +12,7 @@ The tree::
     │   ├── OrderExists            409 create with an id already taken
     │   ├── InvalidTransition      409 command does not fit the status
     │   ├── InvalidCommand         422 malformed command
+    │   ├── InvalidRequest         422 body or parameter off the API's schema
     │   ├── IdempotencyKeyReused   422 same key, different request
     │   └── FrameError             wire: a client frame we cannot act on
     │       ├── InvalidJson
@@ -144,6 +145,17 @@ class InvalidTransition(Refusal):
 
 class InvalidCommand(Refusal):
     code = "invalid_command"
+    http_status = 422
+
+
+class InvalidRequest(Refusal):
+    """A body or parameter that does not match the HTTP API's schema.
+
+    The embedded runtime answers these from FastAPI's validation; the AWS
+    runtime raises this for the same cases.
+    """
+
+    code = "invalid_request"
     http_status = 422
 
 
