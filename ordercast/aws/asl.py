@@ -79,6 +79,7 @@ def deadline_of(status: Status) -> Deadline | None:
 
 
 def wait_state_name(status: Status, passed: Deadline | None = None) -> str:
+    """Name of the step waiting in `status` (after `passed` fired, if given)."""
     if passed is None:
         return f"Await {status.value}"
     return f"Await {status.value} after {passed.kind}"

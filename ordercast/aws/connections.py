@@ -151,6 +151,7 @@ class Connections:
         self.client.put_item(TableName=self.table, Item=item)
 
     def unsubscribe(self, connection_id: str, order_id: str) -> None:
+        """Forget one subscription; nothing happens if there is none."""
         self.client.delete_item(
             TableName=self.table, Key=_key(connection_id, _SUBSCRIPTION + order_id)
         )

@@ -50,6 +50,7 @@ def management_post(client: ApiGatewayManagementApiClient) -> Post:
     """A `Post` on the Management API's `PostToConnection`."""
 
     def post(connection_id: str, text: str) -> None:
+        """Raises: ConnectionGone on API Gateway's GoneException."""
         try:
             client.post_to_connection(ConnectionId=connection_id, Data=text.encode())
         except client.exceptions.GoneException as exc:
@@ -59,6 +60,7 @@ def management_post(client: ApiGatewayManagementApiClient) -> Post:
 
 
 def utc_now() -> datetime:
+    """The fan-out's default clock."""
     return datetime.now(UTC)
 
 
@@ -80,6 +82,7 @@ class _Texts:
         self._texts: dict[tuple[str, int, str], str] = {}
 
     def of(self, event: Event, lang: str) -> str:
+        """The text of `event`'s frame in `lang`."""
         key = (event.order_id, event.seq, lang)
         if key not in self._texts:
             self._texts[key] = encode(event_frame(event, lang))

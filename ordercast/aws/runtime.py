@@ -48,6 +48,7 @@ class AwsSettings(Settings):
 
     @property
     def tables(self) -> Tables:
+        """The table names, as the store takes them."""
         return Tables(
             self.orders_table,
             self.events_table,
@@ -82,6 +83,8 @@ class Services:
 
 
 def build_services(settings: AwsSettings) -> Services:
+    """Clients and parts for `settings` (region and credentials from the
+    environment, as Lambda provides them)."""
     session = boto3.session.Session()
     dynamodb = session.client("dynamodb")
     store = DynamoStore(dynamodb, settings.tables)

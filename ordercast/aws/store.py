@@ -25,13 +25,22 @@ import orjson
 from botocore.exceptions import ClientError
 from ulid import ULID
 
+from ordercast.aws.items import (
+    Item,
+    event_from_item,
+    event_item,
+    order_item,
+    record_from_item,
+    record_from_json,
+    record_json,
+)
 from ordercast.errors import (
     IdempotencyKeyReused,
     Refusal,
     StoreError,
     refusal_from_wire,
 )
-from ordercast.lifecycle import Decision, Event, OrderState, Status, Timeouts, decide
+from ordercast.lifecycle import Decision, Event, Timeouts, decide
 from ordercast.store.base import Applied, OrderRecord, Outcome, Refused, Submission
 from ordercast.wire.frames import format_at
 
@@ -42,8 +51,6 @@ logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
 """Times a command is decided again after losing a race for the order's seq."""
-
-Item = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -118,7 +125,7 @@ class DynamoStore:
         applied = _applied(decision, record, now)
         items = [self._event_put(e, submission) for e in applied.events]
         items.append(self._order_write(applied.order, record))
-        answer: dict[str, Any] = {"order": _record_json(applied.order)}
+        answer: dict[str, Any] = {"order": record_json(applied.order)}
         if applied.events:
             answer["seqs"] = [applied.events[0].seq, applied.events[-1].seq]
         if submission.idempotency_key:
@@ -194,7 +201,7 @@ class DynamoStore:
         answer = orjson.loads(seen["answer"]["S"])
         if "error" in answer:
             return Refused(refusal_from_wire(answer["error"]), replayed=True)
-        record = _record_from_json(answer["order"])
+        record = record_from_json(answer["order"])
         events: tuple[Event, ...] = ()
         if "seqs" in answer:
             first, last = answer["seqs"]
@@ -212,7 +219,7 @@ class DynamoStore:
             ConsistentRead=True,
         )
         item = found.get("Item")
-        return None if item is None else _record_from_item(item)
+        return None if item is None else record_from_item(item)
 
     def read_events(
         self, order_id: str, since_seq: int = 0, limit: int | None = None
@@ -323,7 +330,7 @@ class DynamoStore:
             return {
                 "Put": {
                     "TableName": self.tables.orders,
-                    "Item": _order_item(record),
+                    "Item": order_item(record),
                     "ConditionExpression": "attribute_not_exists(orderId)",
                 }
             }
@@ -359,116 +366,3 @@ def _applied(decision: Decision, before: OrderRecord | None, now: datetime) -> A
     )
     created_at = before.created_at if before else now
     return Applied(OrderRecord(decision.order, created_at, now), events)
-
-
-def parse_at(text: str) -> datetime:
-    """A stored time: ours (`…T12:00:05.120Z`) or Step Functions' EnteredTime."""
-    at = datetime.fromisoformat(text)
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
-def event_item(event: Event) -> Item:
-    """The events table item of `event` (data as JSON text, as the ASL writes it)."""
-    return {
-        "orderId": {"S": event.order_id},
-        "seq": {"N": str(event.seq)},
-        "eventId": {"S": event.event_id},
-        "name": {"S": event.name},
-        "status": {"S": event.status.value},
-        "at": {"S": format_at(event.at)},
-        "data": {"S": orjson.dumps(event.data).decode()},
-    }
-
-
-def event_from_item(item: Item) -> Event:
-    return Event(
-        item["orderId"]["S"],
-        int(item["seq"]["N"]),
-        item["eventId"]["S"],
-        item["name"]["S"],
-        Status(item["status"]["S"]),
-        parse_at(item["at"]["S"]),
-        orjson.loads(item["data"]["S"]),
-    )
-
-
-def event_to_json(event: Event) -> dict[str, Any]:
-    """An event as the workflow carries it and the topic announces it."""
-    return {
-        "orderId": event.order_id,
-        "seq": event.seq,
-        "eventId": event.event_id,
-        "name": event.name,
-        "status": event.status.value,
-        "at": format_at(event.at),
-        "data": event.data,
-    }
-
-
-def event_from_json(body: dict[str, Any]) -> Event:
-    return Event(
-        str(body["orderId"]),
-        int(body["seq"]),
-        str(body["eventId"]),
-        str(body["name"]),
-        Status(body["status"]),
-        parse_at(str(body["at"])),
-        dict(body.get("data") or {}),
-    )
-
-
-def _order_item(record: OrderRecord) -> Item:
-    state = record.state
-    item: Item = {
-        "orderId": {"S": state.order_id},
-        "status": {"S": state.status.value},
-        "seq": {"N": str(state.seq)},
-        "customerId": {"S": state.customer_id},
-        "restaurantId": {"S": state.restaurant_id},
-        "createdAt": {"S": format_at(record.created_at)},
-        "updatedAt": {"S": format_at(record.updated_at)},
-    }
-    if state.courier_id:
-        item["courierId"] = {"S": state.courier_id}
-    return item
-
-
-def _record_from_item(item: Item) -> OrderRecord:
-    courier = item.get("courierId")
-    state = OrderState(
-        item["orderId"]["S"],
-        Status(item["status"]["S"]),
-        int(item["seq"]["N"]),
-        item["customerId"]["S"],
-        item["restaurantId"]["S"],
-        courier["S"] if courier else None,
-    )
-    return OrderRecord(
-        state, parse_at(item["createdAt"]["S"]), parse_at(item["updatedAt"]["S"])
-    )
-
-
-def _record_json(record: OrderRecord) -> dict[str, Any]:
-    state = record.state
-    return {
-        "orderId": state.order_id,
-        "status": state.status.value,
-        "seq": state.seq,
-        "customerId": state.customer_id,
-        "restaurantId": state.restaurant_id,
-        "courierId": state.courier_id,
-        "createdAt": format_at(record.created_at),
-        "updatedAt": format_at(record.updated_at),
-    }
-
-
-def _record_from_json(body: dict[str, Any]) -> OrderRecord:
-    state = OrderState(
-        body["orderId"],
-        Status(body["status"]),
-        body["seq"],
-        body["customerId"],
-        body["restaurantId"],
-        body["courierId"],
-    )
-    return OrderRecord(state, parse_at(body["createdAt"]), parse_at(body["updatedAt"]))

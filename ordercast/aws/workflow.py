@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from ordercast.aws.asl import RECHECK_SETTING
-from ordercast.aws.store import DynamoStore, event_to_json
+from ordercast.aws.items import event_to_json
+from ordercast.aws.store import DynamoStore
 from ordercast.lifecycle import DEADLINES, Timeouts
 from ordercast.store.base import Applied
 

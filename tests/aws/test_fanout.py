@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -12,7 +13,7 @@ from botocore.stub import Stubber
 
 from ordercast.aws.fanout import Fanout
 from ordercast.aws.handlers import notifier
-from ordercast.aws.store import event_to_json
+from ordercast.aws.items import event_to_json
 from ordercast.lifecycle import Actor, Command, Event, Request, Role
 from ordercast.store.base import Applied, Submission
 from ordercast.wire.frames import encode, event_frame
@@ -41,8 +42,6 @@ def _record(stack: Stack, order_id: str, command: Command, **fields: Any) -> Eve
 
 
 def _sns(stack: Stack, event: Event) -> dict[str, Any]:
-    import json
-
     return stack.sns_event(
         {"MessageId": "m-1", "Message": json.dumps(event_to_json(event))}
     )

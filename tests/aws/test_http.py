@@ -180,3 +180,18 @@ def test_a_command_that_no_longer_fits_after_the_race_is_refused(
         "order.received",
         "order.rejected",
     ]
+
+
+def test_a_replayed_create_starts_no_second_execution(stack: Stack) -> None:
+    body = {"orderId": "o-9", "customerId": "cu-1", "restaurantId": "r-1"}
+    key = {"Idempotency-Key": "k-4"}
+
+    first = stack.http("POST", "/orders", body, headers=key)
+    again = stack.http("POST", "/orders", body, headers=key)
+
+    assert first.status == again.status == 201
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    executions = stack.sfn.list_executions(stateMachineArn=stack.state_machine_arn)
+    assert len(executions["executions"]) == 1
+    stack.settle("o-9", 1)
+    assert [e["seq"] for e in stack.announced["o-9"]] == [1]

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+import boto3
+import pytest
+
+from ordercast.auth import issue_token
 from ordercast.aws.handlers import websocket
-from tests.aws.harness import Context, Stack, sample
-from tests.support import token
+from ordercast.aws.runtime import services
+from ordercast.lifecycle import Role
+from tests.aws.harness import REGION, Context, Stack, sample
+from tests.support import SECRET, token
 
 
 def _types(frames: list[dict[str, Any]]) -> list[str]:
@@ -205,3 +212,25 @@ def test_courier_location_reaches_followers_and_the_snapshot(stack: Stack) -> No
     stack.send(late, {"action": "subscribe", "orderId": "o-8"})
     position = stack.frames(late)[0]["snapshot"]["courierPosition"]
     assert (position["lat"], position["lng"]) == (52.5, 13.4)
+
+
+def test_the_key_is_read_from_secrets_manager_when_the_stack_names_one(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given the stack's secret, which differs from the environment's key
+    key = "a-key-from-secrets-manager-of-at-least-32-bytes"
+    secrets = boto3.client("secretsmanager", region_name=REGION)
+    arn = secrets.create_secret(Name=f"token-{uuid.uuid4().hex}", SecretString=key)
+    monkeypatch.setenv("ORDERCAST_TOKEN_SECRET_ARN", arn["ARN"])
+    services.cache_clear()
+
+    def effect(signed_with: str) -> str:
+        event = sample("ws_authorizer")
+        signed = issue_token(signed_with, Role.OPS, "ops-1")
+        event["queryStringParameters"] = {"token": signed}
+        policy = websocket.authorize(event, Context())
+        return str(policy["policyDocument"]["Statement"][0]["Effect"])
+
+    # then tokens signed with it pass, and only those
+    assert effect(key) == "Allow"
+    assert effect(SECRET) == "Deny"

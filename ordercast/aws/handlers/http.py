@@ -46,6 +46,8 @@ class _Body(BaseModel):
 
 
 class CreateOrder(_Body):
+    """Body of `POST /orders`."""
+
     order_id: str | None = Field(None, alias="orderId", pattern=ID_PATTERN)
     customer_id: str = Field(alias="customerId", pattern=ID_PATTERN)
     restaurant_id: str = Field(alias="restaurantId", pattern=ID_PATTERN)
@@ -65,6 +67,8 @@ CommandName = Literal[
 
 
 class CommandBody(_Body):
+    """Body of `POST /orders/{orderId}/commands`."""
+
     command: CommandName
     courier_id: str | None = Field(None, alias="courierId", pattern=ID_PATTERN)
     reason: str | None = Field(None, max_length=200)
@@ -75,6 +79,7 @@ class CommandBody(_Body):
 
 @app.post("/orders")
 def create_order() -> Response[str]:
+    """Create an order in status RECEIVED (ops only) and start its execution."""
     body = _parse(CreateOrder)
     order_id = body.order_id or f"o-{ULID()}"
     request = Request(
@@ -91,6 +96,7 @@ def create_order() -> Response[str]:
 
 @app.post("/orders/<order_id>/commands")
 def apply_command(order_id: str) -> Response[str]:
+    """Apply a command; 409 if it does not fit the order's status."""
     body = _parse(CommandBody)
     request = Request(
         Command(body.command),
@@ -105,12 +111,14 @@ def apply_command(order_id: str) -> Response[str]:
 
 @app.get("/orders/<order_id>")
 def get_order(order_id: str) -> Response[str]:
+    """The order's current status and seq."""
     record = followable(services(), _caller(), order_id)
     return _json(200, order_view(record))
 
 
 @app.get("/orders/<order_id>/events")
 def list_events(order_id: str) -> Response[str]:
+    """Events with seq > since, in seq order, as followers receive them."""
     followable(services(), _caller(), order_id)
     since = _int_query("since", 0, minimum=0)
     limit = _int_query("limit", 1000, minimum=1, maximum=1000)
@@ -122,12 +130,15 @@ def list_events(order_id: str) -> Response[str]:
 
 
 class LocationBody(_Body):
+    """Body of `POST /orders/{orderId}/location`."""
+
     lat: float = Field(ge=-90, le=90)
     lng: float = Field(ge=-180, le=180)
 
 
 @app.post("/orders/<order_id>/location")
 def post_location(order_id: str) -> Response[str]:
+    """The assigned courier's latest position."""
     body = _parse(LocationBody)
     report_location(services(), _caller(), order_id, body.lat, body.lng)
     return _json(202, {"orderId": order_id, "accepted": True})
@@ -277,4 +288,5 @@ def _json(
 
 @logger.inject_lambda_context(correlation_id_path=REQUEST_ID)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Entry point of the HTTP API function."""
     return app.resolve(event, context)

@@ -8,8 +8,8 @@ import orjson
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ordercast.aws.handlers.logs import SNS_MESSAGE_ID, configure, logger
+from ordercast.aws.items import event_from_json
 from ordercast.aws.runtime import services
-from ordercast.aws.store import event_from_json
 from ordercast.errors import OrdercastError
 
 configure()

@@ -107,6 +107,7 @@ def connect(event: Event, context: LambdaContext) -> dict[str, Any]:
 
 @logger.inject_lambda_context(correlation_id_path=REQUEST_ID)
 def disconnect(event: Event, context: LambdaContext) -> dict[str, Any]:
+    """Forget the connection and its subscriptions."""
     connection_id = event["requestContext"]["connectionId"]
     services().connections.close(connection_id)
     logger.info("connection closed", extra={"connection_id": connection_id})
