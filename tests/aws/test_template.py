@@ -114,9 +114,9 @@ def test_permissions_are_least_privilege() -> None:
         assert not any(a == "*" or a.endswith(":*") for a in actions), statement
         assert "dynamodb:Scan" not in actions, statement
         if statement["Resource"] == "*":
-            # task tokens cannot be scoped, nor can log delivery
+            # task tokens cannot be scoped, nor can log delivery and traces
             assert actions == ["states:SendTaskSuccess"] or all(
-                a.startswith("logs:") for a in actions
+                a.startswith(("logs:", "xray:")) for a in actions
             ), statement
 
 
