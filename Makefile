@@ -4,13 +4,28 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
+SAM_VENV ?= .venv-sam
+NPM_TOOLS ?= .tools/npm
+ASL_VALIDATOR ?= asl-validator@4.0.0
+# template checks need a region, never an account
+CHECK_ENV := AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0
 
-.PHONY: install demo test lint typecheck unit bench clean
+.PHONY: install demo test lint typecheck unit aws-checks bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,aws]'
+	touch $@
+
+$(SAM_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/pip install --quiet '.[aws-checks]'
+	touch $@
+
+$(NPM_TOOLS)/.installed: Makefile
+	npm install --silent --no-audit --no-fund --prefix $(NPM_TOOLS) $(ASL_VALIDATOR)
 	touch $@
 
 install: $(VENV)/.installed
@@ -18,7 +33,7 @@ install: $(VENV)/.installed
 demo: install
 	bash scripts/demo.sh
 
-test: lint typecheck unit
+test: lint typecheck aws-checks unit
 
 lint: install
 	$(BIN)/ruff check ordercast tests bench
@@ -30,8 +45,15 @@ typecheck: install
 unit: install
 	$(BIN)/pytest --cov --cov-report=term
 
+# the AWS deployment: generated ASL up to date and valid, template valid
+aws-checks: install $(SAM_VENV)/.installed $(NPM_TOOLS)/.installed
+	$(BIN)/ordercast export-asl --check
+	$(NPM_TOOLS)/node_modules/.bin/asl-validator --json-path deploy/aws/statemachine.asl.json
+	cd deploy/aws && $(CHECK_ENV) ../../$(SAM_VENV)/bin/cfn-lint template.yaml
+	cd deploy/aws && $(CHECK_ENV) ../../$(SAM_VENV)/bin/sam validate --lint --template template.yaml
+
 bench: install
 	$(BIN)/python bench/fanout.py
 
 clean:
-	rm -rf $(VENV) run .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) $(SAM_VENV) .tools run .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -62,6 +62,37 @@ def token(
     typer.echo(issue_token(Settings().token_secret, role, subject, ttl_s))
 
 
+# AWS
+
+DEFAULT_ASL = Path("deploy/aws/statemachine.asl.json")
+"""Where the SAM template reads the state machine, relative to the repository."""
+
+
+@app.command("export-asl")
+def export_asl(
+    output: Annotated[
+        Path, typer.Option(help="File to write; '-' prints to stdout.")
+    ] = DEFAULT_ASL,
+    check: Annotated[
+        bool, typer.Option(help="Write nothing; fail if the file differs.")
+    ] = False,
+) -> None:
+    """Generate the Step Functions definition from the lifecycle table."""
+    from ordercast.aws.asl import render
+
+    text = render()
+    if str(output) == "-":
+        typer.echo(text, nl=False)
+    elif check:
+        if not output.exists() or output.read_text() != text:
+            typer.echo(f"{output} is out of date; run `ordercast export-asl`", err=True)
+            raise typer.Exit(1)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+        typer.echo(f"wrote {output}")
+
+
 # replay and watch
 
 DEFAULT_INSTANCE = Path("../shared/data/grubhub-mdrp/0o100t100s1p100")

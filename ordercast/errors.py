@@ -149,6 +149,12 @@ class InvalidCommand(Refusal):
 
 
 class InvalidRequest(Refusal):
+    """A body, header or parameter that does not match the HTTP API's schema.
+
+    FastAPI's validation errors become this, and so do the checks the
+    endpoints make themselves; the AWS runtime raises it for the same cases.
+    """
+
     code = "invalid_request"
     http_status = 422
 

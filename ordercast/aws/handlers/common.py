@@ -1,0 +1,51 @@
+"""Checks and actions shared by the HTTP and WebSocket handlers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from ordercast.aws.runtime import Services
+from ordercast.errors import Forbidden, OrderNotFound
+from ordercast.lifecycle import Actor, Role, may_follow
+from ordercast.store.base import OrderRecord
+from ordercast.wire.frames import encode, format_at
+
+
+def followable(svc: Services, actor: Actor, order_id: str) -> OrderRecord:
+    """The order, if `actor` may follow it (the embedded hub's check).
+
+    Raises:
+        OrderNotFound: no such order.
+        Forbidden: the actor may not follow it.
+    """
+    record = svc.store.get_order(order_id)
+    if record is None:
+        raise OrderNotFound(order_id)
+    if not may_follow(actor, record.state):
+        raise Forbidden(
+            f"a {actor.role} may not follow order {order_id!r}", orderId=order_id
+        )
+    return record
+
+
+def report_location(
+    svc: Services, actor: Actor, order_id: str, lat: float, lng: float
+) -> None:
+    """Keep the courier's latest position; tell followers at a bounded rate.
+
+    Raises:
+        OrderNotFound: no such order.
+        Forbidden: unless the order's assigned courier, or ops.
+    """
+    state = followable(svc, actor, order_id).state
+    if actor.role is not Role.OPS and not (
+        actor.role is Role.COURIER and state.courier_id == actor.subject
+    ):
+        raise Forbidden(
+            f"only the courier assigned to order {order_id!r} reports its location",
+            orderId=order_id,
+        )
+    position = {"lat": lat, "lng": lng, "at": format_at(datetime.now(UTC))}
+    if svc.store.save_position(order_id, position, svc.settings.location_interval_s):
+        frame = {"type": "courier.location", "orderId": order_id, **position}
+        svc.fanout.broadcast(order_id, encode(frame))

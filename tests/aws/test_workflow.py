@@ -1,0 +1,145 @@
+"""The generated state machine, run by moto: deadlines, resumes, races.
+
+Deadlines here are one second long; the waits scale with UNIT_S.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from ordercast.lifecycle import Actor, Command, Request, Role
+from ordercast.store.base import Applied, Submission
+from tests.aws.harness import Stack
+from tests.support import UNIT_S, wait_until
+
+
+def _names(stack: Stack, order_id: str) -> list[tuple[int, str, str]]:
+    return [(e["seq"], e["name"], e["status"]) for e in stack.announced[order_id]]
+
+
+def _record_without_resume(stack: Stack, order_id: str, request: Request) -> None:
+    """Record a command the way the handler does, then stop, as if it crashed."""
+    svc = stack.services
+    outcome = svc.store.apply(
+        Submission(order_id, request=request), datetime.now(UTC), svc.settings.timeouts
+    )
+    assert isinstance(outcome, Applied)
+
+
+def test_silent_restaurant_rejects_the_order_by_timeout(
+    stack_with: Callable[..., Stack],
+) -> None:
+    # given an order nobody answers, with a one-second restaurant deadline
+    stack = stack_with(restaurant_timeout_s="1")
+    customer = stack.follower("customer", "cu-1")
+    stack.create("o-1")
+    stack.send(customer, {"action": "subscribe", "orderId": "o-1"})
+
+    # when the deadline passes
+    stack.settle("o-1", 2)
+
+    # then the order is rejected with the reason, and the execution ends
+    rejected = stack.frames(customer)[-1]
+    assert (rejected["event"], rejected["status"]) == ("order.rejected", "REJECTED")
+    assert rejected["data"] == {"reason": "restaurant_timeout"}
+    assert rejected["message"] == "The restaurant could not take your order"
+    assert stack.services.store.get_order("o-1").state.status == "REJECTED"
+    wait_until(lambda: stack.execution_status("o-1") == "SUCCEEDED")
+    late = stack.command("o-1", "accept", "restaurant", "r-1")
+    assert (late.status, late.body["code"]) == (409, "invalid_transition")
+
+
+def test_dispatch_deadline_raises_overdue_once_and_keeps_the_order_accepted(
+    stack_with: Callable[..., Stack],
+) -> None:
+    # given an accepted order and a one-second dispatch deadline
+    stack = stack_with(dispatch_timeout_s="1", workflow_recheck_s="1")
+    stack.create("o-2")
+    assert stack.command("o-2", "accept", "restaurant", "r-1").status == 200
+
+    # when it passes, and twice its length more
+    stack.settle("o-2", 3)
+    time.sleep(max(2.5, 10 * UNIT_S))
+    stack.pump()
+
+    # then one dispatch.overdue, the order still ACCEPTED, and it goes on
+    assert _names(stack, "o-2") == [
+        (1, "order.received", "RECEIVED"),
+        (2, "order.accepted", "ACCEPTED"),
+        (3, "dispatch.overdue", "ACCEPTED"),
+    ]
+    assert stack.services.store.get_order("o-2").state.status == "ACCEPTED"
+    assigned = stack.command("o-2", "assign_courier", courierId="c-7")
+    assert assigned.status == 200
+    stack.settle("o-2", 4)
+    assert _names(stack, "o-2")[-1] == (4, "courier.assigned", "COURIER_ASSIGNED")
+
+
+def test_commands_resume_the_execution_through_the_whole_lifecycle(
+    stack: Stack,
+) -> None:
+    stack.create("o-3")
+    steps = [
+        ("accept", "restaurant", "r-1", {}),
+        ("assign_courier", "dispatch", "d-1", {"courierId": "c-7"}),
+        ("pick_up", "courier", "c-7", {}),
+        ("start_delivery", "courier", "c-7", {}),
+        ("deliver", "courier", "c-7", {}),
+    ]
+    for seq, (name, role, subject, fields) in enumerate(steps, start=2):
+        stack.settle("o-3", seq - 1)  # the step stored its token
+        reply = stack.command("o-3", name, role, subject, **fields)
+        assert reply.status == 200, reply.body
+    stack.settle("o-3", 6)
+
+    assert [s for s, _, _ in _names(stack, "o-3")] == [1, 2, 3, 4, 5, 6]
+    assert _names(stack, "o-3")[-1] == (6, "order.delivered", "DELIVERED")
+    wait_until(lambda: stack.execution_status("o-3") == "SUCCEEDED")
+    assert stack.services.store.task_token("o-3") is None
+
+
+def test_event_recorded_without_resuming_is_announced_by_the_recheck(
+    stack_with: Callable[..., Stack],
+) -> None:
+    # given an order waiting in COURIER_ASSIGNED (no deadline; rechecks each second)
+    stack = stack_with(workflow_recheck_s="1")
+    stack.create("o-4")
+    stack.settle("o-4", 1)
+    stack.command("o-4", "accept", "restaurant", "r-1")
+    stack.settle("o-4", 2)
+    stack.command("o-4", "assign_courier", courierId="c-7")
+    stack.settle("o-4", 3)
+
+    # when a handler records pick_up and stops before resuming the execution
+    courier = Actor(Role.COURIER, "c-7")
+    _record_without_resume(stack, "o-4", Request(Command.PICK_UP, "o-4", courier))
+
+    # then the execution finds it in the store and announces it
+    stack.settle("o-4", 4)
+    assert _names(stack, "o-4")[-1] == (4, "order.picked_up", "PICKED_UP")
+
+
+def test_deadline_that_loses_the_race_to_a_command_records_nothing(
+    stack_with: Callable[..., Stack],
+) -> None:
+    # given a one-second restaurant deadline
+    stack = stack_with(restaurant_timeout_s="1")
+    stack.create("o-5")
+    stack.settle("o-5", 1)
+
+    # when the restaurant's accept is recorded just before the deadline fires
+    restaurant = Actor(Role.RESTAURANT, "r-1")
+    _record_without_resume(stack, "o-5", Request(Command.ACCEPT, "o-5", restaurant))
+    stack.settle("o-5", 2)
+
+    # then the accept stands, no rejection was recorded, and nothing is twice
+    time.sleep(max(1.5, 5 * UNIT_S))
+    stack.pump()
+    assert _names(stack, "o-5") == [
+        (1, "order.received", "RECEIVED"),
+        (2, "order.accepted", "ACCEPTED"),
+    ]
+    events = stack.services.store.read_events("o-5")
+    assert [e.name for e in events] == ["order.received", "order.accepted"]
