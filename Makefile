@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: install demo test lint typecheck unit bench clean
+.PHONY: install demo test lint typecheck unit bench clean messages eta screenshots
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,16 @@ unit: install
 
 bench: install
 	$(BIN)/python bench/fanout.py
+
+# gettext catalogs (docs/languages.md): extract marked strings, merge them into
+# each language's .po, compile the .mo files that ship
+messages: install
+	$(BIN)/pybabel extract -F babel.cfg -k N_ --no-default-keywords --no-location \
+		--sort-output --project ordercast --version 0.1.0 \
+		--copyright-holder "ordercast authors" -o ordercast/locale/ordercast.pot .
+	$(BIN)/pybabel update -i ordercast/locale/ordercast.pot -d ordercast/locale \
+		-D ordercast --width 88 --ignore-obsolete
+	$(BIN)/pybabel compile -d ordercast/locale -D ordercast --statistics
 
 clean:
 	rm -rf $(VENV) run .pytest_cache .mypy_cache .ruff_cache .coverage
