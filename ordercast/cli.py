@@ -181,6 +181,44 @@ def watch(
         raise typer.Exit(1) from exc
 
 
+DEFAULT_DATA = Path("../shared/data")
+"""The real delivery data, relative to the repository root."""
+
+
+@app.command("train-eta")
+def train_eta(
+    data: Annotated[
+        Path, typer.Option(help="Folder with zomato-food-delivery/ and grubhub-mdrp/.")
+    ] = DEFAULT_DATA,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Where to write the model (default: the one that ships)."),
+    ] = None,
+) -> None:
+    """Retrain the ETA model (fixed seed) and print its held-out error."""
+    import json
+
+    from ordercast.eta import model as eta_model
+    from ordercast.eta.train import TrainingDataError, train
+
+    try:
+        body = train(data)
+    except TrainingDataError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    target = output or Path(eta_model.__file__).with_name(eta_model.COEFFICIENTS)
+    target.write_text(json.dumps(body, indent=1, ensure_ascii=False) + "\n")
+    console = Console()
+    for part in ("preparation", "ride"):
+        fitted = body[part]
+        console.print(
+            f"{part}: MAE {fitted['maeMinutes']:.2f} min on {fitted['rows']['test']} "
+            f"held-out rows; baseline ({fitted['baseline']}) "
+            f"{fitted['baselineMaeMinutes']:.2f} min"
+        )
+    console.print(f"wrote {target}")
+
+
 def _configure_logging(level: str) -> None:
     """Warnings and worse to stderr, so stdout carries only the command's output."""
     logging.basicConfig(
