@@ -16,6 +16,7 @@ from ordercast.api import refusal_body, router
 from ordercast.errors import Refusal, StoreError
 from ordercast.runtime import build_runtime
 from ordercast.settings import Settings
+from ordercast.web.routes import router as web_router, static_files
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(router)
+    app.include_router(web_router)
+    app.mount("/static", static_files(), name="static")
     app.add_exception_handler(Refusal, _refusal_response)
     app.add_exception_handler(RequestValidationError, _validation_response)
     app.add_exception_handler(StoreError, _store_error_response)
