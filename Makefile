@@ -43,5 +43,13 @@ messages: install
 		-D ordercast --width 88 --ignore-obsolete
 	$(BIN)/pybabel compile -d ordercast/locale -D ordercast --statistics
 
+# docs/tracking.png and docs/ops.png, taken from a real replay
+screenshots: install
+	$(BIN)/python scripts/screenshots.py
+
+# retrain the ETA model (fixed seed) and print its held-out error
+eta: install
+	$(BIN)/ordercast train-eta
+
 clean:
 	rm -rf $(VENV) run .pytest_cache .mypy_cache .ruff_cache .coverage
