@@ -10,7 +10,7 @@ ASL_VALIDATOR ?= asl-validator@4.0.0
 # template checks need a region, never an account
 CHECK_ENV := AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0
 
-.PHONY: install demo test lint typecheck unit aws-checks bench clean
+.PHONY: install demo test lint typecheck unit aws-checks bench clean messages eta screenshots
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,24 @@ aws-checks: install $(SAM_VENV)/.installed $(NPM_TOOLS)/.installed
 
 bench: install
 	$(BIN)/python bench/fanout.py
+
+# gettext catalogs (docs/languages.md): extract marked strings, merge them into
+# each language's .po, compile the .mo files that ship
+messages: install
+	$(BIN)/pybabel extract -F babel.cfg -k N_ --no-default-keywords --no-location \
+		--sort-output --project ordercast --version 0.1.0 \
+		--copyright-holder "ordercast authors" -o ordercast/locale/ordercast.pot .
+	$(BIN)/pybabel update -i ordercast/locale/ordercast.pot -d ordercast/locale \
+		-D ordercast --width 88 --ignore-obsolete
+	$(BIN)/pybabel compile -d ordercast/locale -D ordercast --statistics
+
+# docs/tracking.png and docs/ops.png, taken from a real replay
+screenshots: install
+	$(BIN)/python scripts/screenshots.py
+
+# retrain the ETA model (fixed seed) and print its held-out error
+eta: install
+	$(BIN)/ordercast train-eta
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .tools run .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -17,7 +17,7 @@ from ordercast.lifecycle import Actor, Command, Request as CommandRequest, Role
 from ordercast.runtime import Runtime
 from ordercast.store.base import Applied, OrderRecord, Submission
 from ordercast.wire.frames import encode, event_frame, format_at
-from ordercast.wire.messages import supported_language
+from ordercast.wire.messages import negotiate_language
 
 ID_PATTERN = r"^[A-Za-z0-9._:~-]{1,128}$"
 
@@ -121,8 +121,8 @@ def call_of(request: Request) -> Call:
 
 
 def language_of(accept_language: str | None) -> str:
-    """The message language for an `Accept-Language` header."""
-    return supported_language((accept_language or "").split(",")[0].strip())
+    """Language of `message` fields: the best of Accept-Language we support."""
+    return negotiate_language(None, accept_language)
 
 
 def idempotency_key_of(request: Request) -> str | None:

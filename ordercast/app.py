@@ -19,6 +19,7 @@ from ordercast.api import refusal_body, router
 from ordercast.errors import InvalidRequest, Refusal, StoreError
 from ordercast.runtime import build_runtime
 from ordercast.settings import Settings
+from ordercast.web.routes import router as web_router, static_files
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry=None if settings.opentelemetry else _NO_TELEMETRY,
     )
     app.include_router(router)
+    app.include_router(web_router)
+    app.mount("/static", static_files(), name="static")
     app.openapi = lambda: _openapi_with_bearer(app)  # type: ignore[method-assign]
     app.add_exception_handler(Refusal, _refusal_response)
     app.add_exception_handler(RequestValidationError, _validation_response)

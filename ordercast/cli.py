@@ -100,6 +100,9 @@ DEFAULT_INSTANCE = Path("../shared/data/grubhub-mdrp/0o100t100s1p100")
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
+DEFAULT_TRACKS = Path("../shared/data/gotrack-aracaju")
+"""Go!Track GPS tracks, relative to the repository root (see its README.md)."""
+
 
 @app.command()
 def replay(
@@ -134,17 +137,25 @@ def replay(
     quiet: Annotated[
         bool, typer.Option(help="No progress bar; only the final table.")
     ] = False,
+    gps: Annotated[
+        bool, typer.Option(help="Move couriers along real GPS tracks.")
+    ] = True,
+    tracks: Annotated[
+        Path, typer.Option(help="The Go!Track folder of GPS tracks.")
+    ] = DEFAULT_TRACKS,
 ) -> None:
     """Replay a real Grubhub delivery day against a running server."""
     from ordercast.replay import DriverOptions, InstanceError, PlanOptions, Shares, play
     from ordercast.replay.driver import ServerUnavailable
     from ordercast.replay.plan import new_prefix
+    from ordercast.replay.tracks import load_tracks
 
     _configure_logging("warning")
     try:
         shares = Shares(reject_share, no_answer_share, cancel_share, fail_share)
+        real_tracks = tuple(load_tracks(tracks)) if gps else ()
         plan_options = PlanOptions(
-            prefix or new_prefix(), seed, limit, start_minute, shares
+            prefix or new_prefix(), seed, limit, start_minute, shares, real_tracks
         )
         driver_options = DriverOptions(
             url, speed=speed, acks=acks, show_progress=not quiet
@@ -156,6 +167,12 @@ def replay(
             "The Grubhub instances are expected in "
             "../shared/data/grubhub-mdrp/<instance> relative to the repository "
             "root; pass another folder with --instance.",
+            err=True,
+        )
+        raise typer.Exit(2) from exc
+    except FileNotFoundError as exc:
+        typer.echo(
+            f"error: no GPS tracks ({exc.filename}); pass --tracks or --no-gps",
             err=True,
         )
         raise typer.Exit(2) from exc
@@ -210,6 +227,44 @@ def watch(
     except WatchRefused as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
+
+
+DEFAULT_DATA = Path("../shared/data")
+"""The real delivery data, relative to the repository root."""
+
+
+@app.command("train-eta")
+def train_eta(
+    data: Annotated[
+        Path, typer.Option(help="Folder with zomato-food-delivery/ and grubhub-mdrp/.")
+    ] = DEFAULT_DATA,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Where to write the model (default: the one that ships)."),
+    ] = None,
+) -> None:
+    """Retrain the ETA model (fixed seed) and print its held-out error."""
+    import json
+
+    from ordercast.eta import model as eta_model
+    from ordercast.eta.train import TrainingDataError, train
+
+    try:
+        body = train(data)
+    except TrainingDataError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    target = output or Path(eta_model.__file__).with_name(eta_model.COEFFICIENTS)
+    target.write_text(json.dumps(body, indent=1, ensure_ascii=False) + "\n")
+    console = Console()
+    for part in ("preparation", "ride"):
+        fitted = body[part]
+        console.print(
+            f"{part}: MAE {fitted['maeMinutes']:.2f} min on {fitted['rows']['test']} "
+            f"held-out rows; baseline ({fitted['baseline']}) "
+            f"{fitted['baselineMaeMinutes']:.2f} min"
+        )
+    console.print(f"wrote {target}")
 
 
 def _configure_logging(level: str) -> None:

@@ -21,18 +21,26 @@ class Notifier:
     async def handle(self, events: Sequence[Event]) -> None:
         """Bus handler: deliver events to this process's connections."""
         for event in events:
-            self._deliver(event)
+            await self._deliver(event)
 
-    def _deliver(self, event: Event) -> None:
+    async def _deliver(self, event: Event) -> None:
         followers = self.hub.followers(event.order_id)
         everyone = self.hub.everything
+        tracker = self.hub.eta
         if not followers and not everyone:
+            if tracker is not None:
+                tracker.observe(event)
             return
         texts: dict[str, str] = {}
+        # one ETA per event, recomputed on each status change (README: ETA)
+        eta = await tracker.after_event(event) if tracker is not None else None
 
         def text_in(lang: str) -> str:
             if lang not in texts:
-                texts[lang] = encode(event_frame(event, lang))
+                frame = event_frame(event, lang)
+                if tracker is not None:
+                    frame["eta"] = eta
+                texts[lang] = encode(frame)
             return texts[lang]
 
         for connection in list(followers):

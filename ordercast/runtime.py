@@ -9,6 +9,7 @@ from ordercast.auth import TokenVerifier
 from ordercast.bus.base import Bus
 from ordercast.bus.memory import MemoryBus
 from ordercast.engine import Engine
+from ordercast.eta.tracker import EtaTracker
 from ordercast.gateway.hub import Hub
 from ordercast.gateway.websocket import WebSocketGateway
 from ordercast.notifier import Notifier
@@ -70,7 +71,7 @@ def build_runtime(settings: Settings) -> Runtime:
     store = build_store(settings)
     bus = build_bus(settings)
     engine = Engine(store, bus, settings.timeouts)
-    hub = Hub(store, settings.location_interval_s)
+    hub = Hub(store, settings.location_interval_s, EtaTracker(store))
     verifier = TokenVerifier(settings.token_secret)
     gateway = WebSocketGateway(hub, verifier, settings.max_outbox_frames)
     return Runtime(settings, store, bus, engine, hub, Notifier(hub), gateway, verifier)

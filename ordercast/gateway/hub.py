@@ -20,6 +20,7 @@ from ordercast.errors import (
     FrameError,
     OrderNotFound,
 )
+from ordercast.eta.tracker import EtaTracker
 from ordercast.gateway.connections import Connection, Subscription
 from ordercast.lifecycle import Actor, Event, OrderState, Role, may_follow
 from ordercast.store.base import Store
@@ -38,9 +39,16 @@ logger = logging.getLogger(__name__)
 class Hub:
     """Open connections of this process and their subscriptions."""
 
-    def __init__(self, store: Store, location_interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        location_interval_s: float = 1.0,
+        eta: EtaTracker | None = None,
+    ) -> None:
         self.store = store
         self.location_interval_s = location_interval_s
+        self.eta = eta
+        """Recomputes ETAs for snapshots and `courier.location` frames, if set."""
         self.connections: dict[str, Connection] = {}
         self._followers: dict[str, set[Connection]] = defaultdict(set)
         self.everything: set[Connection] = set()
@@ -103,10 +111,12 @@ class Hub:
         # the snapshot, then the history the client asked for
         record = await self.store.get_order(order_id)
         assert record is not None, "orders are never deleted"
+        eta = await self.eta.current(order_id) if self.eta else None
         snapshot = subscribed_frame(
             order_id,
             record.state.status.value,
             record.state.seq,
+            eta=eta,
             courier_position=self._positions.get(order_id),
         )
         connection.push(encode(snapshot))
@@ -270,6 +280,12 @@ class Hub:
         position = self._positions.get(order_id)
         if position is None:
             return
-        text = encode({"type": "courier.location", "orderId": order_id, **position})
+        frame = {"type": "courier.location", "orderId": order_id, **position}
+        if self.eta is not None:
+            # the ETA follows the courier at the same bounded rate
+            frame["eta"] = self.eta.at_position(
+                order_id, position["lat"], position["lng"]
+            )
+        text = encode(frame)
         for connection in self.followers(order_id) | self.everything:
             connection.push(text)

@@ -21,7 +21,7 @@ from ordercast.wire.frames import (
     parse_client_frame,
     pong_frame,
 )
-from ordercast.wire.messages import supported_language
+from ordercast.wire.messages import negotiate_language
 
 logger = logging.getLogger(__name__)
 
@@ -66,13 +66,13 @@ class WebSocketGateway:
             await websocket.close(CLOSE_UNAUTHORIZED, refusal.message)
             return
         await websocket.accept(subprotocol=subprotocol)
-        lang = (
-            websocket.query_params.get("lang")
-            or websocket.headers.get("accept-language", "").split(",")[0]
+        lang = negotiate_language(
+            websocket.query_params.get("lang"),
+            websocket.headers.get("accept-language"),
         )
         connection = Connection(
             actor=actor,
-            lang=supported_language(lang),
+            lang=lang,
             send_text=websocket.send_text,
             close_socket=websocket.close,
             connected_at=datetime.now(UTC),

@@ -38,9 +38,11 @@ from ordercast.lifecycle import Command, Role, Status
 from ordercast.replay.plan import (
     DISPATCH_DEADLINE_MINUTES,
     RESTAURANT_DEADLINE_MINUTES,
+    Leg,
     Plan,
     Step,
 )
+from ordercast.replay.tracks import position_at
 from ordercast.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -80,6 +82,8 @@ class DriverOptions:
     max_backoff_s: float = 2.0
     request_timeout_s: float = 10.0
     show_progress: bool = True
+    fix_interval_s: float = 1.0
+    """Wall seconds between two positions of one moving courier."""
 
     def __post_init__(self) -> None:
         if self.speed <= 0:
@@ -109,6 +113,10 @@ class ReplaySummary:
     """Orders whose remaining steps were skipped after a refusal or failure."""
     statuses: dict[str, str] = field(default_factory=dict)
     """Last status the server acknowledged for each order."""
+    positions: int = 0
+    """Courier positions the server accepted."""
+    positions_refused: int = 0
+    """Courier positions refused or lost (they are never retried)."""
 
     def status_counts(self) -> Counter[str]:
         """How many orders the server last acknowledged in each status."""
@@ -200,6 +208,9 @@ class Driver:
         self.by_order: dict[str, list[Step]] = {}
         for step in plan.steps:
             self.by_order.setdefault(step.order_id, []).append(step)
+        self.legs_of: dict[str, list[Leg]] = {}
+        for leg in plan.legs:
+            self.legs_of.setdefault(leg.order_id, []).append(leg)
         self.summary = ReplaySummary(orders=len(self.by_order))
         self._tokens: dict[tuple[Role, str], str] = {}
         self._warned: set[tuple[int, str]] = set()
@@ -235,12 +246,47 @@ class Driver:
         if delay_s > 0:
             await asyncio.sleep(delay_s)
 
+    async def _move_until(self, order_id: str, at_minute: float) -> None:
+        """Wait for `at_minute`, reporting the courier's position meanwhile.
+
+        Positions come from the plan's legs at the replay clock, one every
+        `fix_interval_s` wall seconds while a leg of this order is under way;
+        the leg starts with a command this task has already sent, so the
+        courier is assigned by the time it reports.
+        """
+        legs = self.legs_of.get(order_id)
+        if not legs:
+            await self._sleep_until(at_minute)
+            return
+        while (now := self.sim_minute()) < at_minute:
+            leg = next((g for g in legs if g.start_minute <= now < g.end_minute), None)
+            if leg is not None:
+                await self._report(leg, *position_at(leg.path, now))
+            left_s = (at_minute - self.sim_minute()) * 60 / self.options.speed
+            await asyncio.sleep(max(0.0, min(self.options.fix_interval_s, left_s)))
+
+    async def _report(self, leg: Leg, lat: float, lng: float) -> None:
+        headers = {"Authorization": f"Bearer {self._token(Role.COURIER, leg.subject)}"}
+        path = f"/orders/{leg.order_id}/location"
+        try:
+            async with self._slots:
+                response = await self.client.post(
+                    path, json={"lat": lat, "lng": lng}, headers=headers
+                )
+        except httpx.TransportError:
+            self.summary.positions_refused += 1
+            return
+        if response.status_code == 202:
+            self.summary.positions += 1
+        else:
+            self.summary.positions_refused += 1
+
     # orders
 
     async def _drive_order(self, order_id: str, steps: list[Step]) -> None:
         try:
             for index, step in enumerate(steps):
-                await self._sleep_until(step.at_minute)
+                await self._move_until(order_id, step.at_minute)
                 if not await self._send(step, index):
                     self.summary.abandoned.append(order_id)
                     return
@@ -387,6 +433,7 @@ def summary_line(summary: ReplaySummary) -> str:
     return (
         f"commands: {summary.sent} sent, {summary.acknowledged} acknowledged, "
         f"{summary.refused} refused, {summary.failed} failed "
-        f"({summary.retried} retries); {len(summary.abandoned)} orders abandoned. "
+        f"({summary.retried} retries); {len(summary.abandoned)} orders abandoned; "
+        f"{summary.positions} courier positions sent. "
         "Orders left RECEIVED are rejected by the server's restaurant deadline."
     )

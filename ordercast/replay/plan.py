@@ -15,6 +15,7 @@ import random
 import re
 import secrets
 import string
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
@@ -22,6 +23,7 @@ from typing import Any
 
 from ordercast.lifecycle import Command, Role, Status
 from ordercast.replay.grubhub import Courier, GrubhubOrder, Instance, Point
+from ordercast.replay.tracks import Track, fit, to_lat_lng
 
 ACCEPT_DELAY_MINUTES = (0.5, 3.0)
 """How long a restaurant takes to answer; below the 5-minute deadline of DESIGN.md."""
@@ -111,6 +113,8 @@ class PlanOptions:
     start_minute: float | None = None
     """Skip orders placed before it; None starts at the first placement."""
     shares: Shares = field(default_factory=Shares)
+    tracks: tuple[Track, ...] = ()
+    """Real GPS tracks to move couriers along; none: no positions are planned."""
 
     def __post_init__(self) -> None:
         if not _ID_CHARS.match(self.prefix):
@@ -136,6 +140,26 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Leg:
+    """A courier moving for one order: timed positions, from a real track."""
+
+    order_id: str
+    subject: str
+    """The courier's id, which reports the positions."""
+    track_id: int
+    path: tuple[tuple[float, float, float], ...]
+    """(minute, lat, lng), minutes increasing."""
+
+    @property
+    def start_minute(self) -> float:
+        return self.path[0][0]
+
+    @property
+    def end_minute(self) -> float:
+        return self.path[-1][0]
+
+
+@dataclass(frozen=True)
 class Plan:
     """Steps of a replay, sorted by minute; one order's steps in lifecycle order."""
 
@@ -148,6 +172,8 @@ class Plan:
     answers leaves REJECTED to the server's deadline; ACCEPTED means no courier
     became free in time."""
     fates: Mapping[str, Fate]
+    legs: tuple[Leg, ...] = ()
+    """Where couriers move, if the plan was given GPS tracks."""
 
     @property
     def end_minute(self) -> float:
@@ -196,7 +222,12 @@ def build_plan(instance: Instance, options: PlanOptions) -> Plan:
     simulation.run()
     steps = sorted(simulation.steps, key=lambda step: step.at_minute)
     return Plan(
-        instance.name, start, tuple(steps), simulation.intended, simulation.fates
+        instance.name,
+        start,
+        tuple(steps),
+        simulation.intended,
+        simulation.fates,
+        tuple(simulation.legs),
     )
 
 
@@ -261,6 +292,9 @@ class _Simulation:
         self.params = instance.parameters
         self.ids = Ids(options.prefix, instance.number)
         self.couriers = [_Courier(c, c.at) for c in instance.couriers]
+        self.tracks = options.tracks
+        self.legs: list[Leg] = []
+        self.origin = _middle([r.at for r in instance.restaurants.values()])
         self.last_off_minute = max((c.off_minute for c in instance.couriers), default=0)
         self.steps: list[Step] = []
         self.intended: dict[str, Status] = {}
@@ -314,6 +348,32 @@ class _Simulation:
         self.steps.append(Step(minute, order_id, command, role, subject, fields))
         self.intended[order_id] = target
 
+    def _lat_lng(self, point: Point) -> dict[str, float]:
+        lat, lng = to_lat_lng(point, self.origin)
+        return {"lat": lat, "lng": lng}
+
+    def _move(
+        self,
+        order: _Order,
+        courier: _Courier,
+        a: Point,
+        b: Point,
+        span: tuple[float, float],
+    ) -> None:
+        """Plan a courier's positions from `a` to `b` over `span` minutes."""
+        if not self.tracks or a.distance_m(b) < 1.0 or span[1] <= span[0]:
+            return
+        order_id = self.ids.order(order.source)
+        # a stable pick: the same order and leg always get the same track
+        pick = zlib.crc32(f"{order_id}:{span[0]}".encode()) % len(self.tracks)
+        track = self.tracks[pick]
+        path = tuple(
+            (minute, *to_lat_lng(point, self.origin))
+            for minute, point in fit(track, a, b, *span)
+        )
+        subject = self.ids.courier(courier.shift)
+        self.legs.append(Leg(order_id, subject, track.track_id, path))
+
     def _restaurant(self, order: _Order) -> tuple[Role, str]:
         return Role.RESTAURANT, self.ids.restaurant(order.source.restaurant_id)
 
@@ -333,6 +393,8 @@ class _Simulation:
             "details": {
                 "source": f"grubhub-mdrp/{self.instance.name}",
                 "order": source.order_id,
+                "pickup": self._lat_lng(self.instance.restaurant_of(source).at),
+                "dropoff": self._lat_lng(source.at),
             },
         }
         actor = (Role.OPS, OPS_SUBJECT)
@@ -408,6 +470,7 @@ class _Simulation:
         courier.order = order
         courier.left_at = minute
         courier.arrives_at = minute + travel_minutes(courier.at, restaurant, speed)
+        self._move(order, courier, courier.at, restaurant, (minute, courier.arrives_at))
         ready = max(courier.arrives_at, float(order.source.ready_minute))
         pickup_at = ready + self.params.pickup_service_minutes
         self.at(pickup_at, _Kind.PICK_UP, lambda m: self._pick_up(m, order, courier))
@@ -424,8 +487,11 @@ class _Simulation:
             courier.at, order.source.at, self.params.meters_per_minute
         )
         if order.fate is Fate.FAIL:
+            halfway = _between(courier.at, order.source.at, 0.5)
+            self._move(order, courier, courier.at, halfway, (minute, minute + ride / 2))
             self.at(minute + ride / 2, _Kind.DROP_OFF, lambda m: self._fail(m, order))
             return
+        self._move(order, courier, courier.at, order.source.at, (minute, minute + ride))
         drop_at = minute + ride + self.params.dropoff_service_minutes
         self.at(drop_at, _Kind.DROP_OFF, lambda m: self._deliver(m, order))
 
@@ -477,6 +543,14 @@ class _Simulation:
 
     def _tick(self, minute: float) -> None:
         self.tick_pending = False
+
+
+def _middle(points: list[Point]) -> Point:
+    if not points:
+        return Point(0.0, 0.0)
+    return Point(
+        sum(p.x for p in points) / len(points), sum(p.y for p in points) / len(points)
+    )
 
 
 def _between(a: Point, b: Point, share: float) -> Point:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Protocol
 
 from ordercast.errors import Refusal
-from ordercast.lifecycle import Event, OrderState, Request, Timeouts
+from ordercast.lifecycle import Event, OrderState, Request, Status, Timeouts
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,15 @@ class DueDeadline:
     due_at: datetime
 
 
+@dataclass(frozen=True)
+class OverdueOrder:
+    """An order whose deadline fired without moving it on."""
+
+    order: OrderRecord
+    kind: str
+    """The deadline that fired (`courier_assignment`)."""
+
+
 class Store(Protocol):
     """Orders, their append-only event logs, deadlines and idempotency keys.
 
@@ -112,3 +121,14 @@ class Store(Protocol):
 
     async def next_due_at(self) -> datetime | None:
         """When the earliest stored deadline comes due, or None if none is stored."""
+
+    async def count_by_status(self) -> dict[Status, int]:
+        """How many orders are in each status now (statuses with none left out)."""
+
+    async def overdue_orders(self, limit: int) -> list[OverdueOrder]:
+        """Orders still waiting in a status whose deadline has already fired.
+
+        A deadline that keeps the status (`dispatch.overdue`: the order stays
+        ACCEPTED) is cleared when it fires; these are the orders it left
+        behind, longest waiting first.
+        """

@@ -29,6 +29,7 @@ from ordercast.errors import (
     refusal_from_wire,
 )
 from ordercast.lifecycle import (
+    DEADLINES,
     Actor,
     Decision,
     Event,
@@ -44,6 +45,7 @@ from ordercast.store.base import (
     DueDeadline,
     OrderRecord,
     Outcome,
+    OverdueOrder,
     Refused,
     Submission,
 )
@@ -140,6 +142,31 @@ class SqlStore:
         rows = await asyncio.to_thread(self._read_rows, query)
         due_ms = rows[0][0] if rows else None
         return None if due_ms is None else from_ms(due_ms)
+
+    async def count_by_status(self) -> dict[Status, int]:
+        how_many = sa.func.count().label("how_many")
+        query = sa.select(orders.c.status, how_many).group_by(orders.c.status)
+        rows = await asyncio.to_thread(self._read_rows, query)
+        return {Status(row.status): int(row.how_many) for row in rows}
+
+    async def overdue_orders(self, limit: int) -> list[OverdueOrder]:
+        found: list[OverdueOrder] = []
+        for deadline in DEADLINES:
+            if deadline.target is not None:
+                continue  # it moved the order on: nothing is left waiting
+            stored = sa.exists().where(
+                deadlines.c.order_id == orders.c.order_id,
+                deadlines.c.kind == deadline.kind,
+            )
+            query = (
+                sa.select(orders)
+                .where(orders.c.status == deadline.status.value, ~stored)
+                .order_by(orders.c.updated_at_ms)
+                .limit(limit)
+            )
+            rows = await asyncio.to_thread(self._read_rows, query)
+            found.extend(OverdueOrder(_record_from_row(r), deadline.kind) for r in rows)
+        return found[:limit]
 
     def _read(self, load: Any, *args: Any) -> Any:
         self._check_open()

@@ -20,9 +20,10 @@ from ordercast.replay.driver import (
     timeouts_hint,
 )
 from ordercast.replay.grubhub import Instance
-from ordercast.replay.plan import Plan, Shares
+from ordercast.replay.plan import Plan, PlanOptions, Shares, build_plan
 from tests.replay.data import instance_dir
 from tests.replay.replaying import (
+    BUSY_MINUTE,
     SERVER_ENV,
     SPEED,
     plan_of,
@@ -246,3 +247,27 @@ def test_wrong_secret_fails_every_order_without_retries(
     summary = replay(plan, server, secret="another-secret-of-at-least-32-bytes")
     assert (summary.failed, summary.acknowledged, summary.retried) == (3, 0, 0)
     assert sorted(summary.abandoned) == sorted(plan.intended)
+
+
+def test_couriers_report_positions_along_their_tracks(
+    instance: Instance, server: Server
+) -> None:
+    from ordercast.replay.tracks import load_tracks
+
+    tracks_dir = instance_dir().parent.parent / "gotrack-aracaju"
+    if not tracks_dir.is_dir():
+        pytest.skip("Go!Track data not found")
+    options = PlanOptions(
+        prefix=unique_id("g"),
+        limit=6,
+        start_minute=BUSY_MINUTE,
+        shares=Shares(0, 0, 0, 0),
+        tracks=tuple(load_tracks(tracks_dir)),
+    )
+    plan = build_plan(instance, options)
+
+    summary = replay(plan, server, speed=600.0, fix_interval_s=0.05)
+
+    assert summary.positions > 10
+    assert summary.positions_refused == 0
+    assert summary.acknowledged == len(plan.steps)

@@ -180,10 +180,10 @@ def test_customer_cancels_after_acceptance_and_before_pickup(plan: Plan) -> None
 
 def test_create_records_where_the_order_comes_from(plan: Plan) -> None:
     create = plan.steps[0]
-    assert create.fields["details"] == {
-        "source": "grubhub-mdrp/0o100t100s1p100",
-        "order": create.order_id.removeprefix("t-0-"),
-    }
+    details = create.fields["details"]
+    assert details["source"] == "grubhub-mdrp/0o100t100s1p100"
+    assert details["order"] == create.order_id.removeprefix("t-0-")
+    assert set(details["pickup"]) == set(details["dropoff"]) == {"lat", "lng"}
 
 
 # couriers

@@ -1,0 +1,1 @@
+"""Estimated time of arrival: a model trained offline, evaluated as a pure function."""
