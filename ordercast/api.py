@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -13,7 +14,13 @@ from ulid import ULID
 
 from ordercast.auth import bearer_token
 from ordercast.errors import Forbidden, InvalidRequest, Refusal
-from ordercast.lifecycle import Actor, Command, Request as CommandRequest, Role
+from ordercast.lifecycle import (
+    Actor,
+    Command,
+    Event,
+    Request as CommandRequest,
+    Role,
+)
 from ordercast.runtime import Runtime
 from ordercast.store.base import Applied, OrderRecord, Submission
 from ordercast.wire.frames import encode, event_frame, format_at
@@ -226,8 +233,7 @@ async def list_events(
     call = call_of(request)
     await call.runtime.hub.followable(call.actor, order_id)
     history = await call.runtime.store.read_events(order_id, since, limit)
-    frames = [event_frame(e, call.lang) for e in history]
-    return {"orderId": order_id, "events": frames}
+    return {"orderId": order_id, "events": await _frames(call, history)}
 
 
 async def _submit(
@@ -256,12 +262,23 @@ async def _submit(
     if isinstance(outcome, Applied):
         answer = {
             "order": order_view(outcome.order),
-            "events": [event_frame(e, call.lang) for e in outcome.events],
+            "events": await _frames(call, outcome.events),
         }
         body, status_code = orjson.dumps(answer), status_code
     else:
         body, status_code = refusal_body(outcome.error), outcome.error.http_status
     return Response(body, status_code, headers, media_type="application/json")
+
+
+async def _frames(call: Call, events: Sequence[Event]) -> list[dict[str, Any]]:
+    """`order.event` frames of consecutive events, as followers receive them."""
+    if not events:
+        return []
+    etas = await call.runtime.hub.eta.etas(events[0].order_id, events)
+    return [
+        event_frame(event, call.lang, eta)
+        for event, eta in zip(events, etas, strict=True)
+    ]
 
 
 def order_view(record: OrderRecord) -> dict[str, Any]:

@@ -26,21 +26,15 @@ class Notifier:
     async def _deliver(self, event: Event) -> None:
         followers = self.hub.followers(event.order_id)
         everyone = self.hub.everything
-        tracker = self.hub.eta
         if not followers and not everyone:
-            if tracker is not None:
-                tracker.observe(event)
+            self.hub.eta.observe(event)
             return
+        [eta] = await self.hub.eta.etas(event.order_id, [event])
         texts: dict[str, str] = {}
-        # one ETA per event, recomputed on each status change (README: ETA)
-        eta = await tracker.after_event(event) if tracker is not None else None
 
         def text_in(lang: str) -> str:
             if lang not in texts:
-                frame = event_frame(event, lang)
-                if tracker is not None:
-                    frame["eta"] = eta
-                texts[lang] = encode(frame)
+                texts[lang] = encode(event_frame(event, lang, eta))
             return texts[lang]
 
         for connection in list(followers):

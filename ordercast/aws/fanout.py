@@ -27,6 +27,7 @@ from ordercast.aws.connections import (
     Connections,
     Follower,
 )
+from ordercast.aws.etas import EventEtas
 from ordercast.aws.store import DynamoStore
 from ordercast.errors import ConnectionGone, FrameError, OrderNotFound
 from ordercast.lifecycle import Event
@@ -76,16 +77,18 @@ class Report:
 
 
 class _Texts:
-    """An event's frame, encoded once per language."""
+    """An event's frame, with the ETA it announces, encoded once per language."""
 
-    def __init__(self) -> None:
+    def __init__(self, etas: EventEtas) -> None:
+        self._etas = etas
         self._texts: dict[tuple[str, int, str], str] = {}
 
     def of(self, event: Event, lang: str) -> str:
         """The text of `event`'s frame in `lang`."""
         key = (event.order_id, event.seq, lang)
         if key not in self._texts:
-            self._texts[key] = encode(event_frame(event, lang))
+            [eta] = self._etas.along(event.order_id, [event])
+            self._texts[key] = encode(event_frame(event, lang, eta))
         return self._texts[key]
 
 
@@ -108,7 +111,7 @@ class Fanout:
 
     def deliver(self, event: Event, holder: str) -> Report:
         """Post `event` (and any event before it a follower missed) to followers."""
-        report, texts = Report(), _Texts()
+        report, texts = Report(), _Texts(EventEtas(self.store))
         followers = self._current(self.connections.followers(event.order_id), report)
         for follower in followers:
             self._advance(follower, event, holder, texts, report)
@@ -229,16 +232,18 @@ class Fanout:
         if since_seq is not None and since_seq > state.seq:
             self.connections.unsubscribe(info.connection_id, order_id)
             raise FrameError(f"since {since_seq} is past the last seq {state.seq}")
+        position = self.store.position(order_id)
         snapshot = subscribed_frame(
             order_id,
             state.status.value,
             state.seq,
-            courier_position=self.store.position(order_id),
+            eta=EventEtas(self.store).now(order_id, position, self.clock()),
+            courier_position=position,
         )
         self.post(info.connection_id, encode(snapshot))
         self._wait_until_indexed(order_id, info.connection_id)
         last_seq = state.seq if since_seq is None else since_seq
-        texts = _Texts()
+        texts = _Texts(EventEtas(self.store))
         while history := self.store.read_events(order_id, last_seq):
             for event in history:
                 self.post(info.connection_id, texts.of(event, info.lang))

@@ -1,50 +1,37 @@
-"""Keeping each followed order's trip up to date, and its ETA with it.
+"""Each followed order's trip, kept up to date, and the ETAs that come of it.
 
-The notifier shows the tracker every event; the hub shows it every courier
-position it passes on. A trip the tracker has not seen from the start (an
-order created before a restart, or on another node) is rebuilt from the
-order's event log the first time someone follows it. Memory is bounded: the
-least recently used trips are forgotten first, and rebuilt when needed.
+The notifier and the hub ask for the ETA of events they send; the hub shows
+the tracker every courier position it passes on. A trip the tracker has not
+followed from the start (an order created before a restart, or on another
+node) is rebuilt from the order's log. Memory is bounded: the least recently
+used trips are forgotten first, and rebuilt when needed.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from ordercast.eta.model import Point, Trip, estimate, point_of
-from ordercast.lifecycle import Event, Status
+from ordercast.eta.model import Point, Trip
+from ordercast.eta.trips import apply_event, eta_text, fold
+from ordercast.lifecycle import Event
 from ordercast.store.base import Store
-from ordercast.wire.frames import format_at
 
 MAX_TRIPS = 50_000
 """Trips kept in memory; past this the least recently used is forgotten."""
 
 
-def apply_event(trip: Trip | None, event: Event) -> Trip | None:
-    """The trip after `event`; None while the order's first event is unseen."""
-    if event.name == "order.received":
-        details = event.data.get("details")
-        details = details if isinstance(details, dict) else {}
-        return Trip(
-            status=event.status,
-            placed_at=event.at,
-            pickup=point_of(details.get("pickup")),
-            dropoff=point_of(details.get("dropoff")),
-            details=details,
-        )
-    if trip is None:
-        return None
-    picked_up_at = trip.picked_up_at
-    if event.status is Status.PICKED_UP and picked_up_at is None:
-        picked_up_at = event.at
-    return replace(trip, status=event.status, picked_up_at=picked_up_at)
+@dataclass(frozen=True)
+class _Known:
+    seq: int
+    """Seq of the last event applied to `trip`."""
+    trip: Trip
 
 
 class EtaTracker:
-    """Trips of orders, and the ETA each had when it last changed."""
+    """Trips of orders, as of their latest event and courier position."""
 
     def __init__(
         self,
@@ -55,62 +42,66 @@ class EtaTracker:
         self.store = store
         self.clock = clock
         self.max_trips = max_trips
-        self._trips: OrderedDict[str, Trip] = OrderedDict()
+        self._trips: OrderedDict[str, _Known] = OrderedDict()
 
     def observe(self, event: Event) -> None:
-        """Note an event of an order nobody may be following (cheap, no I/O)."""
+        """Note the next event of an order, if its trip is known (no I/O)."""
         known = self._trips.get(event.order_id)
-        if known is not None or event.name == "order.received":
-            self._keep(event.order_id, apply_event(known, event))
+        if event.name == "order.received" or (known and known.seq == event.seq - 1):
+            before = known.trip if known else None
+            self._keep(event.order_id, event.seq, apply_event(before, event))
 
-    async def after_event(self, event: Event) -> str | None:
-        """The ETA once `event` is applied, as an RFC 3339 time (None if final).
+    async def etas(self, order_id: str, events: Sequence[Event]) -> list[str | None]:
+        """The ETA each of `events` announces (`ordercast.eta.trips.event_eta`).
 
-        Reads the order's log from the store if its trip is not known here.
+        `events` are consecutive events of one order, in seq order. Reads the
+        log before them from the store unless the trip is known up to there.
         """
-        if event.order_id in self._trips or event.name == "order.received":
-            self.observe(event)
-        trip = await self.trip(event.order_id)
-        return self._eta(trip)
+        if not events:
+            return []
+        trip, etas = fold(await self._trip_before(order_id, events[0].seq), events)
+        self._keep(order_id, events[-1].seq, trip)
+        return etas
 
-    async def current(self, order_id: str) -> str | None:
-        """The ETA now, for a snapshot."""
-        return self._eta(await self.trip(order_id))
+    async def current(self, order_id: str, seq: int) -> str | None:
+        """The ETA now, with the courier's latest position: for a snapshot.
+
+        `seq` is the order's last seq; a trip known only up to an earlier
+        event is rebuilt from the log.
+        """
+        known = self._trips.get(order_id)
+        if known is None or known.seq != seq:
+            trip = await self._trip_before(order_id, seq + 1)
+            self._keep(order_id, seq, trip)
+            known = self._trips.get(order_id)
+        return eta_text(known.trip if known else None, self.clock())
 
     def at_position(self, order_id: str, lat: float, lng: float) -> str | None:
         """The ETA with the courier at (lat, lng); None if the trip is unknown."""
-        trip = self._trips.get(order_id)
-        if trip is None:
+        known = self._trips.get(order_id)
+        if known is None:
             return None
-        trip = replace(trip, courier=Point(lat, lng))
-        self._keep(order_id, trip)
-        return self._eta(trip)
+        trip = replace(known.trip, courier=Point(lat, lng))
+        self._trips[order_id] = _Known(known.seq, trip)
+        return eta_text(trip, self.clock())
 
-    async def trip(self, order_id: str) -> Trip | None:
-        """The order's trip, rebuilt from its log if needed; None if no order."""
-        trip = self._trips.get(order_id)
-        if trip is not None:
-            self._trips.move_to_end(order_id)
-            return trip
-        for event in await self.store.read_events(order_id):
-            trip = apply_event(trip, event)
-        # an event noted while the log was read is at least as fresh
-        fresher = self._trips.get(order_id)
-        if fresher is not None:
-            return fresher
-        self._keep(order_id, trip)
+    async def _trip_before(self, order_id: str, seq: int) -> Trip | None:
+        known = self._trips.get(order_id)
+        if known is not None and known.seq == seq - 1:
+            return known.trip
+        if seq <= 1:
+            return None
+        trip, _ = fold(None, await self.store.read_events(order_id, 0, seq - 1))
         return trip
 
-    def _eta(self, trip: Trip | None) -> str | None:
-        if trip is None:
-            return None
-        eta = estimate(trip, self.clock())
-        return None if eta is None else format_at(eta)
-
-    def _keep(self, order_id: str, trip: Trip | None) -> None:
-        if trip is None:
+    def _keep(self, order_id: str, seq: int, trip: Trip | None) -> None:
+        """Remember `trip` as of `seq`, unless a later one is known already."""
+        known = self._trips.get(order_id)
+        if trip is None or (known is not None and known.seq > seq):
             return
-        self._trips[order_id] = trip
+        if known is not None and known.trip.courier is not None:
+            trip = replace(trip, courier=known.trip.courier)
+        self._trips[order_id] = _Known(seq, trip)
         self._trips.move_to_end(order_id)
         while len(self._trips) > self.max_trips:
             self._trips.popitem(last=False)

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,8 +48,8 @@ class Hub:
     ) -> None:
         self.store = store
         self.location_interval_s = location_interval_s
-        self.eta = eta
-        """Recomputes ETAs for snapshots and `courier.location` frames, if set."""
+        self.eta = eta or EtaTracker(store)
+        """ETAs of events, snapshots and `courier.location` frames."""
         self.connections: dict[str, Connection] = {}
         self._followers: dict[str, set[Connection]] = defaultdict(set)
         self.everything: set[Connection] = set()
@@ -111,7 +112,7 @@ class Hub:
         # the snapshot, then the history the client asked for
         record = await self.store.get_order(order_id)
         assert record is not None, "orders are never deleted"
-        eta = await self.eta.current(order_id) if self.eta else None
+        eta = await self.eta.current(order_id, record.state.seq)
         snapshot = subscribed_frame(
             order_id,
             record.state.status.value,
@@ -202,6 +203,16 @@ class Hub:
         subscription.held.append(event)
         asyncio.get_running_loop().create_task(self._fill_gap(connection, subscription))
 
+    async def event_texts(self, events: Sequence[Event], lang: str) -> list[str]:
+        """`order.event` frames of consecutive events of one order, encoded."""
+        if not events:
+            return []
+        etas = await self.eta.etas(events[0].order_id, events)
+        return [
+            encode(event_frame(event, lang, eta))
+            for event, eta in zip(events, etas, strict=True)
+        ]
+
     async def _fill_gap(
         self, connection: Connection, subscription: Subscription
     ) -> None:
@@ -214,10 +225,11 @@ class Hub:
         history = await self.store.read_events(
             subscription.order_id, subscription.last_seq
         )
-        for event in history:
+        texts = await self.event_texts(history, connection.lang)
+        for event, text in zip(history, texts, strict=True):
             if not subscription.active:
                 return
-            connection.push(encode(event_frame(event, connection.lang)))
+            connection.push(text)
             subscription.last_seq = event.seq
 
     async def _release(
@@ -232,7 +244,8 @@ class Hub:
                     # a gap: the store has this event and everything before it
                     await self._send_history(connection, subscription)
                 if event.seq == subscription.last_seq + 1:
-                    connection.push(encode(event_frame(event, connection.lang)))
+                    [text] = await self.event_texts([event], connection.lang)
+                    connection.push(text)
                     subscription.last_seq = event.seq
         subscription.catching_up = False
 
@@ -281,11 +294,8 @@ class Hub:
         if position is None:
             return
         frame = {"type": "courier.location", "orderId": order_id, **position}
-        if self.eta is not None:
-            # the ETA follows the courier at the same bounded rate
-            frame["eta"] = self.eta.at_position(
-                order_id, position["lat"], position["lng"]
-            )
+        # the ETA follows the courier at the same bounded rate
+        frame["eta"] = self.eta.at_position(order_id, position["lat"], position["lng"])
         text = encode(frame)
         for connection in self.followers(order_id) | self.everything:
             connection.push(text)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +42,9 @@ def _engine(path: Path, synchronous: str, begin: str) -> Engine:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cursor.execute("PRAGMA busy_timeout=10000")
+        _enable_wal(cursor)
+        cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
@@ -50,3 +52,23 @@ def _engine(path: Path, synchronous: str, begin: str) -> Engine:
         connection.exec_driver_sql(begin)
 
     return engine
+
+
+WAL_ATTEMPTS = 50
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch the file to WAL, waiting while another connection switches it.
+
+    Changing the journal mode needs the file to itself, and SQLite answers
+    "database is locked" at once, without the busy timeout, when several
+    connections open a new file together.
+    """
+    for attempt in range(WAL_ATTEMPTS):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(0.02)

@@ -106,8 +106,12 @@ def format_at(at: datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
-def event_frame(event: Event, lang: str) -> dict[str, Any]:
-    """The `order.event` frame of DESIGN.md for one stored event."""
+def event_frame(event: Event, lang: str, eta: str | None = None) -> dict[str, Any]:
+    """The `order.event` frame of DESIGN.md for one stored event.
+
+    `eta` is the arrival the event announces (`ordercast.eta.trips`), or
+    None once the order is final or when nothing predicts it.
+    """
     return {
         "type": "order.event",
         "orderId": event.order_id,
@@ -118,6 +122,7 @@ def event_frame(event: Event, lang: str) -> dict[str, Any]:
         "at": format_at(event.at),
         "data": event.data,
         "message": message_for(event.name, event.data, lang),
+        "eta": eta,
     }
 
 

@@ -14,6 +14,7 @@ from botocore.stub import Stubber
 from ordercast.aws.fanout import Fanout
 from ordercast.aws.handlers import notifier
 from ordercast.aws.items import event_to_json
+from ordercast.eta.trips import fold
 from ordercast.lifecycle import Actor, Command, Event, Request, Role
 from ordercast.store.base import Applied, Submission
 from ordercast.wire.frames import encode, event_frame
@@ -82,7 +83,10 @@ def test_frames_are_the_embedded_runtime_frames(stack: Stack) -> None:
     notifier.handler(_sns(stack, event), Context())
 
     posted = stack.frames(customer)[-1]
-    assert encode(posted) == encode(event_frame(event, "en"))
+    # the ETA the embedded runtime gives the same log (ordercast.eta.trips)
+    _, etas = fold(None, stack.services.store.read_events("o-2"))
+    assert etas[-1] is not None
+    assert encode(posted) == encode(event_frame(event, "en", etas[-1]))
 
 
 def test_gone_connection_is_removed_and_only_it(stack: Stack) -> None:

@@ -91,16 +91,18 @@ async def test_subscribe_answers_a_snapshot_and_then_only_live_events(
         live = await frames_before_pong(ws)
 
     # then
+    eta = answer["snapshot"]["eta"]
     assert answer == {
         "type": "subscribed",
         "orderId": order_id,
         "snapshot": {
             "status": "ACCEPTED",
             "seq": 2,
-            "eta": None,
+            "eta": eta,
             "courierPosition": None,
         },
     }
+    assert eta.endswith("Z")
     assert history == []
     [event] = live
     assert event["type"] == "order.event"
@@ -114,6 +116,7 @@ async def test_subscribe_answers_a_snapshot_and_then_only_live_events(
     assert event["message"] == "Your courier is on the way to the restaurant"
     assert event["eventId"]
     assert event["at"].endswith("Z")
+    assert event["eta"] > event["at"]
 
 
 async def test_subscribe_with_since_sends_the_events_after_it_then_live_events(

@@ -209,18 +209,25 @@ def test_frame_errors_become_error_frames() -> None:
 # server frames
 
 
-def test_event_frame_matches_design_example() -> None:
-    frame = event_frame(EXAMPLE_EVENT, "en")
+ETA = "2026-12-03T12:31:00.000Z"
 
-    assert frame == DESIGN_EXAMPLE
-    assert list(frame) == list(DESIGN_EXAMPLE)
+
+def test_event_frame_is_the_design_example_and_the_eta_it_announces() -> None:
+    frame = event_frame(EXAMPLE_EVENT, "en", ETA)
+
+    assert frame == {**DESIGN_EXAMPLE, "eta": ETA}
+    assert list(frame) == [*DESIGN_EXAMPLE, "eta"]
+
+
+def test_event_frame_of_a_final_order_announces_no_eta() -> None:
+    assert event_frame(EXAMPLE_EVENT, "en")["eta"] is None
 
 
 def test_encoded_event_frame_is_json_text_of_the_same_frame() -> None:
-    text = encode(event_frame(EXAMPLE_EVENT, "en"))
+    text = encode(event_frame(EXAMPLE_EVENT, "en", ETA))
 
     assert isinstance(text, str)
-    assert json.loads(text) == DESIGN_EXAMPLE
+    assert json.loads(text) == {**DESIGN_EXAMPLE, "eta": ETA}
 
 
 @pytest.mark.parametrize(

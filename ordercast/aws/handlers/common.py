@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from ordercast.aws.etas import EventEtas
 from ordercast.aws.runtime import Services
 from ordercast.errors import Forbidden, OrderNotFound
 from ordercast.lifecycle import Actor, Role, may_follow
@@ -47,5 +48,11 @@ def report_location(
         )
     position = {"lat": lat, "lng": lng, "at": format_at(datetime.now(UTC))}
     if svc.store.save_position(order_id, position, svc.settings.location_interval_s):
-        frame = {"type": "courier.location", "orderId": order_id, **position}
+        eta = EventEtas(svc.store).now(order_id, position, datetime.now(UTC))
+        frame = {
+            "type": "courier.location",
+            "orderId": order_id,
+            **position,
+            "eta": eta,
+        }
         svc.fanout.broadcast(order_id, encode(frame))

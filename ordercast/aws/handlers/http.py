@@ -10,6 +10,7 @@ announces the event and the notifier posts it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
@@ -21,11 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ulid import ULID
 
 from ordercast.auth import bearer_token
+from ordercast.aws.etas import EventEtas
 from ordercast.aws.handlers.common import followable, report_location
 from ordercast.aws.handlers.logs import REQUEST_ID, configure, logger
 from ordercast.aws.runtime import Services, services
 from ordercast.errors import InvalidRequest, Refusal, StoreError
-from ordercast.lifecycle import Actor, Command, Request
+from ordercast.lifecycle import Actor, Command, Event, Request
 from ordercast.store.base import Applied, OrderRecord, Submission
 from ordercast.wire.frames import event_frame, format_at
 from ordercast.wire.messages import supported_language
@@ -123,10 +125,7 @@ def list_events(order_id: str) -> Response[str]:
     since = _int_query("since", 0, minimum=0)
     limit = _int_query("limit", 1000, minimum=1, maximum=1000)
     history = services().store.read_events(order_id, since, limit)
-    lang = _language()
-    return _json(
-        200, {"orderId": order_id, "events": [event_frame(e, lang) for e in history]}
-    )
+    return _json(200, {"orderId": order_id, "events": _frames(history)})
 
 
 class LocationBody(_Body):
@@ -167,12 +166,20 @@ def _submit(
             outcome.error.http_status, outcome.error.to_wire(), headers=replayed
         )
     _drive(svc, outcome, created)
-    lang = _language()
     body = {
         "order": order_view(outcome.order),
-        "events": [event_frame(e, lang) for e in outcome.events],
+        "events": _frames(outcome.events),
     }
     return _json(201 if created else 200, body, headers=replayed)
+
+
+def _frames(events: Sequence[Event]) -> list[dict[str, Any]]:
+    """`order.event` frames of consecutive events, as followers receive them."""
+    if not events:
+        return []
+    lang = _language()
+    etas = EventEtas(services().store).along(events[0].order_id, events)
+    return [event_frame(e, lang, eta) for e, eta in zip(events, etas, strict=True)]
 
 
 def _drive(svc: Services, applied: Applied, created: bool) -> None:
