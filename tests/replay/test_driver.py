@@ -227,7 +227,7 @@ def test_cli_replays_an_instance_and_prints_a_table(
 def test_cli_names_the_expected_place_of_a_missing_instance(
     tmp_path: Path,
 ) -> None:
-    done = run_cli("--instance", str(tmp_path / "nowhere"))
+    done = run_cli("--instance", str(tmp_path / "nowhere"), "--no-gps")
     assert done.returncode == 2
     assert "no such instance folder" in done.stderr
     assert "../shared/data/grubhub-mdrp/<instance>" in done.stderr
