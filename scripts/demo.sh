@@ -46,6 +46,9 @@ Watch every order live, from another terminal:
   $bin/ordercast watch --all --pretty --url http://127.0.0.1:$port
 or one order, as its customer's app receives it:
   $bin/ordercast watch ORDER_ID --url http://127.0.0.1:$port
+The ops dashboard, in a browser:
+  http://127.0.0.1:$port/ops?token=$("$bin/ordercast" token --role ops --sub demo-ops)
+A customer's tracking page: /track/ORDER_ID?token=\$(.venv/bin/ordercast token --role customer --sub CUSTOMER_ID)
 OpenAPI: http://127.0.0.1:$port/docs
 
 EOT
