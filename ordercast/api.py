@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 from ulid import ULID
 
 from ordercast.auth import bearer_token
@@ -23,50 +23,14 @@ from ordercast.lifecycle import (
 )
 from ordercast.runtime import Runtime
 from ordercast.store.base import Applied, OrderRecord, Submission
-from ordercast.wire.frames import encode, event_frame, format_at
+from ordercast.wire.bodies import CommandBody, CreateOrder, LocationBody
+from ordercast.wire.frames import MAX_SEQ, encode, event_frame, format_at
 from ordercast.wire.messages import negotiate_language
-
-ID_PATTERN = r"^[A-Za-z0-9._:~-]{1,128}$"
 
 router = APIRouter()
 
 
 # models
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class CreateOrder(_Body):
-    """Body of `POST /orders`."""
-
-    order_id: str | None = Field(None, alias="orderId", pattern=ID_PATTERN)
-    """Chosen by the caller, or generated when absent."""
-    customer_id: str = Field(alias="customerId", pattern=ID_PATTERN)
-    restaurant_id: str = Field(alias="restaurantId", pattern=ID_PATTERN)
-    details: dict[str, Any] = Field(default_factory=dict, max_length=32)
-    """Free-form data recorded with the `order.received` event."""
-
-
-CommandName = Literal[
-    "accept",
-    "reject",
-    "assign_courier",
-    "pick_up",
-    "start_delivery",
-    "deliver",
-    "cancel",
-    "fail",
-]
-
-
-class CommandBody(_Body):
-    """Body of `POST /orders/{orderId}/commands`."""
-
-    command: CommandName
-    courier_id: str | None = Field(None, alias="courierId", pattern=ID_PATTERN)
-    reason: str | None = Field(None, max_length=200)
 
 
 class OrderView(BaseModel):
@@ -226,7 +190,7 @@ async def get_order(order_id: str, request: Request) -> dict[str, Any]:
 async def list_events(
     order_id: str,
     request: Request,
-    since: Annotated[int, Query(ge=0)] = 0,
+    since: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
 ) -> dict[str, Any]:
     """Events with seq > since, in seq order, as followers receive them."""
@@ -296,11 +260,6 @@ def order_view(record: OrderRecord) -> dict[str, Any]:
 
 
 # courier location
-
-
-class LocationBody(_Body):
-    lat: float = Field(ge=-90, le=90)
-    lng: float = Field(ge=-180, le=180)
 
 
 @router.post("/orders/{order_id}/location", status_code=202, responses=ERRORS)

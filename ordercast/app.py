@@ -13,10 +13,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi.telemetry import TelemetryConfig
+from starlette.exceptions import HTTPException
 
 from ordercast import __version__
 from ordercast.api import refusal_body, router
-from ordercast.errors import InvalidRequest, Refusal, StoreError
+from ordercast.errors import (
+    InvalidRequest,
+    Refusal,
+    StoreError,
+    internal_error_frame,
+)
 from ordercast.runtime import build_runtime
 from ordercast.settings import Settings
 from ordercast.web.routes import router as web_router, static_files
@@ -57,10 +63,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(web_router)
     app.mount("/static", static_files(), name="static")
+    # FastAPI's documented way to extend the schema is to replace this method
     app.openapi = lambda: _openapi_with_bearer(app)  # type: ignore[method-assign]
     app.add_exception_handler(Refusal, _refusal_response)
     app.add_exception_handler(RequestValidationError, _validation_response)
     app.add_exception_handler(StoreError, _store_error_response)
+    app.add_exception_handler(HTTPException, _http_error_response)
+    app.add_exception_handler(Exception, _internal_error_response)
 
     @app.websocket("/ws")
     async def websocket(websocket: WebSocket) -> None:
@@ -132,6 +141,36 @@ async def _validation_response(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     problems = [_describe(error) for error in exc.errors()]
     return await _refusal_response(request, InvalidRequest("; ".join(problems)))
+
+
+HTTP_ERROR_CODES = {
+    400: "invalid_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+}
+"""Codes for what Starlette refuses before an endpoint runs."""
+
+
+async def _http_error_response(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route, wrong method, unreadable body)."""
+    assert isinstance(exc, HTTPException)
+    where = f"{request.method} {request.url.path}"
+    message = {
+        404: f"there is no {request.url.path} in this API (see /openapi.json)",
+        405: f"{where} is not part of this API (see /openapi.json)",
+    }.get(exc.status_code, f"{where}: {exc.detail}")
+    body = {
+        "type": "error",
+        "code": HTTP_ERROR_CODES.get(exc.status_code, "http_error"),
+        "message": message,
+    }
+    return JSONResponse(body, exc.status_code, headers=exc.headers)
+
+
+async def _internal_error_response(request: Request, exc: Exception) -> Response:
+    logger.error("request failed", exc_info=exc)
+    return JSONResponse(internal_error_frame(), status_code=500)
 
 
 async def _store_error_response(request: Request, exc: Exception) -> Response:

@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-import logging
+import ipaddress
+import re
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 from rich.console import Console
 
+from ordercast import logs
 from ordercast.auth import issue_token
 from ordercast.lifecycle import Role
 from ordercast.settings import Settings
+from ordercast.wire.bodies import ID_PATTERN
+
+
+class LogLevel(StrEnum):
+    """Levels `ordercast serve` logs at (docs/logging.md)."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
 
 app = typer.Typer(
     help="Live food-delivery order status over WebSocket.", no_args_is_help=True
@@ -23,23 +38,32 @@ app = typer.Typer(
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    log_level: Annotated[
-        str, typer.Option(help="debug, info, warning or error.")
-    ] = "info",
+    port: Annotated[
+        int, typer.Option(help="Port to listen on.", min=1, max=65535)
+    ] = 8000,
+    log_level: Annotated[LogLevel, typer.Option(help="Least level logged.")] = (
+        LogLevel.INFO
+    ),
 ) -> None:
     """Run a server (settings from ORDERCAST_* environment variables)."""
     from ordercast.app import create_app
 
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    settings = _settings()
+    if settings.uses_development_secret and not _is_loopback(host):
+        typer.echo(
+            f"error: refusing to listen on {host} with the development token "
+            "secret, with which anyone can sign an ops token; set "
+            "ORDERCAST_TOKEN_SECRET (32 bytes or more)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    logs.configure(log_level.value)
     uvicorn.run(
-        create_app(Settings()),
+        create_app(settings),
         host=host,
         port=port,
-        log_level=log_level,
+        log_level=log_level.value,
+        log_config=None,  # ours (ordercast.logs): context fields, tokens redacted
         access_log=False,
         # frames over 32 KB get an error frame from us; only past 1 MiB does
         # the WebSocket layer close the connection (RFC 6455 code 1009)
@@ -55,11 +79,17 @@ def token(
         str, typer.Option("--sub", help="Customer, restaurant or courier id.")
     ],
     ttl_s: Annotated[
-        float | None, typer.Option("--ttl", help="Seconds it stays valid.")
+        float | None,
+        typer.Option("--ttl", help="Seconds it stays valid (default: forever).", min=1),
     ] = None,
 ) -> None:
     """Print a signed token for local use (uses ORDERCAST_TOKEN_SECRET)."""
-    typer.echo(issue_token(Settings().token_secret, role, subject, ttl_s))
+    if not re.fullmatch(ID_PATTERN, subject):
+        raise typer.BadParameter(
+            f"{subject!r} is not an id (1 to 128 of A-Z a-z 0-9 . _ : ~ -)",
+            param_hint="--sub",
+        )
+    typer.echo(issue_token(_settings().token_secret, role, subject, ttl_s))
 
 
 # AWS
@@ -216,7 +246,7 @@ def watch(
     if all_orders == (order_id is not None):
         raise typer.BadParameter("give either ORDER_ID or --all")
     _configure_logging("warning")
-    secret = Settings().token_secret
+    secret = _settings().token_secret
     ws_url = websocket_url(url, token_ or issue_token(secret, role, subject), lang)
     emit = pretty_printer(Console(highlight=False)) if pretty else raw_printer()
     target = ALL_ORDERS if all_orders else str(order_id)
@@ -269,6 +299,26 @@ def train_eta(
 
 def _configure_logging(level: str) -> None:
     """Warnings and worse to stderr, so stdout carries only the command's output."""
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logs.configure(level)
+
+
+def _settings() -> Settings:
+    """Settings from the environment; a bad one ends the command with its reason."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"ORDERCAST_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        typer.echo(f"error: {problems}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

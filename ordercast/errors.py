@@ -72,6 +72,20 @@ class Refusal(OrdercastError):
         }
 
 
+def internal_error_frame() -> dict[str, Any]:
+    """The error frame for a failure of ours (a bug), logged with its traceback.
+
+    HTTP answers it with status 500; on a WebSocket the connection stays open.
+    Whether a command was recorded is unknown: retry it with the same
+    Idempotency-Key.
+    """
+    return {
+        "type": "error",
+        "code": "internal_error",
+        "message": "the server failed on this request and logged why",
+    }
+
+
 def refusal_from_wire(frame: dict[str, Any]) -> Refusal:
     """Rebuild a refusal stored with `Refusal.to_wire` (for idempotent replays)."""
     fields = {k: v for k, v in frame.items() if k not in ("type", "code", "message")}

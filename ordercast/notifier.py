@@ -21,7 +21,15 @@ class Notifier:
     async def handle(self, events: Sequence[Event]) -> None:
         """Bus handler: deliver events to this process's connections."""
         for event in events:
-            await self._deliver(event)
+            try:
+                await self._deliver(event)
+            except Exception:
+                # one event we cannot deliver must not hold back the rest of
+                # the batch; its followers get it from the store with the next
+                logger.exception(
+                    "could not deliver an event",
+                    extra={"order_id": event.order_id, "seq": event.seq},
+                )
 
     async def _deliver(self, event: Event) -> None:
         followers = self.hub.followers(event.order_id)
@@ -46,3 +54,5 @@ class Notifier:
         for connection in everyone:
             if event.order_id not in connection.subscriptions:
                 connection.push(text_in(connection.lang))
+        if event.name == "courier.assigned":
+            self.hub.drop_former_couriers(event.order_id, event.data["courierId"])

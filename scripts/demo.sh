@@ -3,7 +3,8 @@
 # instance at an accelerated clock. Watch it from another terminal with
 #   .venv/bin/ordercast watch --all
 # Settings: SPEED (default 60: one simulated minute per second), INSTANCE,
-# PORT, LIMIT (orders to replay; default all).
+# PORT (default 8000), LIMIT (orders to replay; default all). The server keeps
+# running after the replay, until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +28,12 @@ export ORDERCAST_DISPATCH_TIMEOUT_S=$("$bin/python" -c "print(600 / $speed)")
 
 "$bin/ordercast" serve --port "$port" >run/server.log 2>&1 &
 server=$!
-trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null' EXIT
+stop_server() {
+  kill "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+}
+trap stop_server EXIT
+trap 'echo; echo "stopping"; exit 0' INT TERM
 
 for _ in $(seq 100); do
   if "$bin/python" -c "import httpx,sys; httpx.get('http://127.0.0.1:$port/healthz').raise_for_status()" 2>/dev/null; then
@@ -55,3 +61,6 @@ EOT
 args=(--url "http://127.0.0.1:$port" --instance "$instance" --speed "$speed")
 if [ -n "${LIMIT:-}" ]; then args+=(--limit "$LIMIT"); fi
 "$bin/ordercast" replay "${args[@]}"
+echo
+echo "replay done; the server keeps serving its orders until Ctrl-C"
+wait "$server"

@@ -33,6 +33,10 @@ COEFFICIENTS = "coefficients.json"
 MIN_RIDE_MINUTES = 1.0
 """No ride is predicted shorter than this, whatever a linear model says."""
 
+MAX_MINUTES = 24 * 60.0
+"""No preparation or ride is predicted longer than a day: a linear model fed
+an absurd detail would otherwise predict an absurd time, or overflow."""
+
 EARTH_RADIUS_KM = 6371.0
 
 CATEGORIES = {
@@ -157,12 +161,19 @@ def estimate(trip: Trip, now: datetime, model: Model | None = None) -> datetime 
     if trip.status.is_terminal:
         return None
     model = model or shipped_model()
-    ride_min = max(MIN_RIDE_MINUTES, model.ride.predict(ride_features(trip)))
+    ride_min = _bounded(model.ride.predict(ride_features(trip)), MIN_RIDE_MINUTES)
     if trip.status in (Status.PICKED_UP, Status.IN_DELIVERY):
         return _after_pickup(trip, now, ride_min)
-    preparation_min = max(0.0, model.preparation.predict({}))
+    preparation_min = _bounded(model.preparation.predict({}), 0.0)
     ready_at = trip.placed_at + timedelta(minutes=preparation_min)
     return max(ready_at, now) + timedelta(minutes=ride_min)
+
+
+def _bounded(minutes: float, least: float) -> float:
+    """`minutes` within [least, MAX_MINUTES]; a non-finite prediction is the most."""
+    if not math.isfinite(minutes):
+        return MAX_MINUTES
+    return min(max(minutes, least), MAX_MINUTES)
 
 
 def _after_pickup(trip: Trip, now: datetime, ride_min: float) -> datetime:

@@ -24,6 +24,7 @@ from ordercast.errors import (
 from ordercast.eta.tracker import EtaTracker
 from ordercast.gateway.connections import Connection, Subscription
 from ordercast.lifecycle import Actor, Event, OrderState, Role, may_follow
+from ordercast.lifecycle.transitions import check_location
 from ordercast.store.base import Store
 from ordercast.wire.frames import (
     ALL_ORDERS,
@@ -126,7 +127,10 @@ class Hub:
             await self._send_history(connection, subscription)
         await self._release(connection, subscription)
 
-    def unsubscribe(self, connection: Connection, order_id: str) -> None:
+    def unsubscribe(
+        self, connection: Connection, order_id: str, reason: str | None = None
+    ) -> None:
+        """End a subscription and say so; `reason` when the server ends it."""
         subscription = connection.subscriptions.pop(order_id, None)
         if subscription is not None:
             subscription.active = False
@@ -134,7 +138,19 @@ class Hub:
         if order_id == ALL_ORDERS:
             connection.follows_all = False
             self.everything.discard(connection)
-        connection.push(encode(unsubscribed_frame(order_id)))
+        connection.push(encode(unsubscribed_frame(order_id, reason)))
+
+    def drop_former_couriers(self, order_id: str, courier_id: str) -> None:
+        """Unsubscribe couriers other than `courier_id` from the order.
+
+        A courier may follow only the orders assigned to them (DESIGN.md);
+        once an order is reassigned, the one taken off it hears the
+        `courier.assigned` event, then `unsubscribed` with reason `reassigned`.
+        """
+        for connection in list(self.followers(order_id)):
+            actor = connection.actor
+            if actor.role is Role.COURIER and actor.subject != courier_id:
+                self.unsubscribe(connection, order_id, reason="reassigned")
 
     async def followable(self, actor: Actor, order_id: str) -> OrderState:
         """The order, if `actor` may follow it.
@@ -252,15 +268,8 @@ class Hub:
     # courier location
 
     async def authorize_location(self, actor: Actor, order_id: str) -> None:
-        """Raises: OrderNotFound, or Forbidden unless the order's courier or ops."""
-        state = await self.followable(actor, order_id)
-        if actor.role is not Role.OPS and not (
-            actor.role is Role.COURIER and state.courier_id == actor.subject
-        ):
-            raise Forbidden(
-                f"only the courier assigned to order {order_id!r} reports its location",
-                orderId=order_id,
-            )
+        """Raises: OrderNotFound, Forbidden or InvalidTransition (`check_location`)."""
+        check_location(actor, await self.followable(actor, order_id))
 
     def update_location(self, order_id: str, lat: float, lng: float) -> None:
         """Keep the latest position of an order's courier and tell followers.

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ordercast.auth import TokenVerifier
-from ordercast.errors import FrameError, Refusal
+from ordercast.errors import FrameError, Refusal, internal_error_frame
 from ordercast.gateway.connections import Connection
 from ordercast.gateway.hub import Hub
 from ordercast.wire.frames import (
@@ -114,6 +114,10 @@ class WebSocketGateway:
             except Refusal as refusal:
                 log.debug("! %s", refusal.code)
                 connection.push(encode(refusal.to_wire()))
+            except Exception:
+                # our bug: answer this frame and keep serving the connection
+                log.exception("failed on a frame")
+                connection.push(encode(internal_error_frame()))
 
     async def _handle(self, connection: Connection, frame: ClientFrame) -> None:
         if isinstance(frame, Ping):

@@ -118,6 +118,32 @@ def _owns(actor: Actor, order: OrderState) -> bool:
     return actor.role in (Role.OPS, Role.DISPATCH) or owner == actor.subject
 
 
+LOCATION_STATUSES = frozenset(
+    {Status.COURIER_ASSIGNED, Status.PICKED_UP, Status.IN_DELIVERY}
+)
+"""Statuses in which an order has a courier on the way whose position counts."""
+
+
+def check_location(actor: Actor, order: OrderState) -> None:
+    """Whether `actor` may report the courier's position for `order` now.
+
+    Raises:
+        Forbidden: the actor is neither ops nor the courier assigned to it.
+        InvalidTransition: the order has no courier on the way (before
+            assignment, or once final).
+    """
+    assigned = actor.role is Role.COURIER and order.courier_id == actor.subject
+    if actor.role is not Role.OPS and not assigned:
+        raise Forbidden(
+            f"only the courier assigned to order {order.order_id!r} "
+            "reports its location",
+            orderId=order.order_id,
+        )
+    if order.status not in LOCATION_STATUSES:
+        allowed = sorted(status.value for status in LOCATION_STATUSES)
+        raise InvalidTransition(order.order_id, order.status, "location", allowed)
+
+
 def rows_for(command: Command) -> tuple[Transition, ...]:
     """Table rows of one command, in table order."""
     return tuple(row for row in TRANSITIONS if row.command == command)

@@ -214,7 +214,10 @@ def build_plan(instance: Instance, options: PlanOptions) -> Plan:
     """
     orders = select_orders(instance, options)
     if not orders:
-        raise ValueError(f"no order of {instance.name} matches {options}")
+        raise ValueError(
+            f"no order of {instance.name} matches limit={options.limit}, "
+            f"start_minute={options.start_minute}"
+        )
     start = options.start_minute
     if start is None:
         start = float(orders[0].placement_minute)

@@ -21,13 +21,14 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from ordercast.api import ERRORS, ID_PATTERN, call_of, order_view
+from ordercast.api import ERRORS, call_of, order_view
 from ordercast.errors import Forbidden
 from ordercast.lifecycle import Role, Status
 from ordercast.lifecycle.table import HAPPY_PATH
 from ordercast.runtime import Runtime
 from ordercast.web.graph import lifecycle_svg
 from ordercast.web.text import page_text
+from ordercast.wire.bodies import ID_PATTERN
 from ordercast.wire.frames import format_at
 from ordercast.wire.messages import negotiate_language
 
@@ -117,7 +118,7 @@ def _script_json(value: Any) -> str:
 # ops queries
 
 
-def _ops_only(request: Request) -> Runtime:
+def _ops_or_dispatch(request: Request) -> Runtime:
     """The runtime, if the caller is ops or dispatch. Raises: Forbidden."""
     call = call_of(request)
     if call.actor.role not in (Role.OPS, Role.DISPATCH):
@@ -128,7 +129,7 @@ def _ops_only(request: Request) -> Runtime:
 @router.get("/ops/counts", responses=ERRORS)
 async def status_counts(request: Request) -> dict[str, Any]:
     """How many orders are in each status now (ops and dispatch)."""
-    rt = _ops_only(request)
+    rt = _ops_or_dispatch(request)
     counts = await rt.store.count_by_status()
     return {
         "at": format_at(datetime.now(UTC)),
@@ -150,7 +151,7 @@ async def orders_at_risk(
     engine has not fired it yet); an order left waiting by a deadline that
     fired without moving it on (`dispatch.overdue`) has passed.
     """
-    rt = _ops_only(request)
+    rt = _ops_or_dispatch(request)
     now = datetime.now(UTC)
     due = await rt.store.due_deadlines(now + timedelta(seconds=within_s), limit)
     risks: list[dict[str, Any]] = []

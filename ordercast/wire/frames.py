@@ -10,7 +10,14 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    TypeAdapter,
+    ValidationError,
+)
 
 from ordercast.errors import (
     FrameError as _FrameError,
@@ -24,6 +31,9 @@ from ordercast.wire.messages import message_for
 MAX_FRAME_BYTES = 32 * 1024
 """Largest client frame we read: API Gateway's WebSocket frame limit."""
 
+MAX_SEQ = 2**31 - 1
+"""Largest seq a log can reach (the stores keep it as a 32-bit integer)."""
+
 ALL_ORDERS = "*"
 """The order id with which ops and dispatch follow every order, live."""
 
@@ -35,7 +45,7 @@ class _Frame(BaseModel):
 class Subscribe(_Frame):
     action: Literal["subscribe"]
     order_id: str = Field(alias="orderId", min_length=1, max_length=128)
-    since: int | None = Field(default=None, ge=0)
+    since: StrictInt | None = Field(default=None, ge=0, le=MAX_SEQ)
     """Last seq the client saw; it gets every event after it."""
 
 
@@ -146,8 +156,12 @@ def subscribed_frame(
     }
 
 
-def unsubscribed_frame(order_id: str) -> dict[str, Any]:
-    return {"type": "unsubscribed", "orderId": order_id}
+def unsubscribed_frame(order_id: str, reason: str | None = None) -> dict[str, Any]:
+    """Answer to `unsubscribe`; with a `reason` when the server ended it."""
+    frame: dict[str, Any] = {"type": "unsubscribed", "orderId": order_id}
+    if reason is not None:
+        frame["reason"] = reason
+    return frame
 
 
 def pong_frame() -> dict[str, Any]:

@@ -387,14 +387,33 @@ def test_a_malformed_command_is_422_invalid_request_and_changes_nothing(
             {"customerId": "cu-1", "restaurantId": "r-1", "details": []},
             id="details-not-an-object",
         ),
+        pytest.param(
+            {"customerId": "cu-1", "restaurantId": "r-1", "details": {"n": 1e12}},
+            id="details-with-a-huge-number",
+        ),
+        pytest.param(
+            {"customerId": "cu-1", "restaurantId": "r-1", "details": {"b": "x" * 9000}},
+            id="details-over-8-kb",
+        ),
+        pytest.param(
+            {
+                "customerId": "cu-1",
+                "restaurantId": "r-1",
+                "details": {"a": [[[[[1]]]]]},
+            },
+            id="details-nested-too-deep",
+        ),
     ],
 )
 def test_a_malformed_create_is_422_invalid_request(
     client: httpx.Client, body: dict[str, Any]
 ) -> None:
-    response = client.post("/orders", json=body, headers=OPS)
+    order_id = unique_id()
+    response = client.post("/orders", json={"orderId": order_id, **body}, headers=OPS)
 
     assert_refused(response, 422, "invalid_request")
+    if "orderId" not in body:
+        assert client.get(f"/orders/{order_id}", headers=OPS).status_code == 404
 
 
 def test_assign_courier_without_courier_id_is_422_invalid_command(
@@ -738,3 +757,38 @@ def test_concurrent_creates_of_one_order_create_it_once(
 
     assert sorted(statuses) == [201] + [409] * 19
     assert [e["seq"] for e in events_of(client, order_id)] == [1]
+
+
+# what the framework refuses before an endpoint runs
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/nowhere", 404, "not_found"),
+        ("DELETE", "/orders", 405, "method_not_allowed"),
+        (
+            "GET",
+            "/orders/o-1/events?since=99999999999999999999",
+            422,
+            "invalid_request",
+        ),
+    ],
+)
+def test_every_error_has_the_documented_shape(
+    client: httpx.Client, method: str, path: str, status: int, code: str
+) -> None:
+    response = client.request(method, path, headers=OPS)
+
+    assert_refused(response, status, code)
+
+
+def test_a_body_that_is_not_json_is_invalid_request(client: httpx.Client) -> None:
+    response = client.post(
+        "/orders",
+        content=b"{" * 2000,
+        headers={**OPS, "Content-Type": "application/json"},
+    )
+
+    assert response.status_code in (400, 422)
+    assert response.json()["code"] == "invalid_request"

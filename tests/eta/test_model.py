@@ -146,3 +146,16 @@ def test_the_shipped_model_expects_heavier_traffic_to_take_longer() -> None:
 )
 def test_points_are_read_only_when_valid(value: object, point: Point | None) -> None:
     assert point_of(value) == point
+
+
+@pytest.mark.parametrize("number", [1e12, 1e300, float("inf"), float("nan")])
+def test_an_absurd_detail_gives_at_most_a_day_not_an_error(number: float) -> None:
+    model = Model(
+        preparation=Linear(15.0, {}, {}),
+        ride=Linear(10.0, {"multipleDeliveries": 5.0}, {"multipleDeliveries": 1.0}),
+    )
+    absurd = trip(details={"multipleDeliveries": number})
+
+    eta = estimate(absurd, NOW, model)
+
+    assert 0 < minutes_after(eta, NOW) <= 15.0 + 24 * 60

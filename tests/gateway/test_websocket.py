@@ -351,6 +351,48 @@ async def test_a_courier_follows_only_orders_assigned_to_them(
     assert after_assignment["snapshot"]["status"] == "COURIER_ASSIGNED"
 
 
+async def test_a_courier_taken_off_an_order_stops_following_it(
+    server: Server, client: httpx.Client
+) -> None:
+    # given the first courier follows an order assigned to them
+    order_id = new_order(client)
+    ok(command(client, order_id, "accept"))
+    ok(command(client, order_id, "assign_courier", courierId="c-first"))
+    async with connect(server.ws_url("courier", "c-first")) as first:
+        await subscribe(first, order_id)
+
+        # when dispatch gives the order to another courier, who picks it up
+        ok(command(client, order_id, "assign_courier", courierId="c-second"))
+        reassigned = await frames_before_pong(first)
+        second = auth("courier", "c-second")
+        ok(command(client, order_id, "pick_up", headers=second))
+        later = await frames_before_pong(first)
+
+    # then the first hears of the reassignment, then nothing more
+    assert [f["type"] for f in reassigned] == ["order.event", "unsubscribed"]
+    assert reassigned[0]["data"] == {"courierId": "c-second"}
+    assert reassigned[1] == {
+        "type": "unsubscribed",
+        "orderId": order_id,
+        "reason": "reassigned",
+    }
+    assert later == []
+
+
+async def test_a_position_after_the_order_is_final_is_refused(
+    server: Server, client: httpx.Client
+) -> None:
+    order_id = new_order(client)
+    ok(command(client, order_id, "reject"))
+
+    response = client.post(
+        f"/orders/{order_id}/location", json={"lat": 1, "lng": 2}, headers=OPS
+    )
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "invalid_transition"
+
+
 async def test_ops_follows_every_order(server: Server, client: httpx.Client) -> None:
     async with connect(server.ws_url("ops", "ops-star")) as ws:
         # given

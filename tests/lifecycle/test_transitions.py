@@ -32,6 +32,7 @@ from ordercast.lifecycle import (
     fire_deadline,
     may_follow,
 )
+from ordercast.lifecycle.transitions import check_location
 
 NOW = datetime(2026, 12, 3, 12, 0, 5, 120000, tzinfo=UTC)
 TIMEOUTS = Timeouts(restaurant_timeout_s=120.0, dispatch_timeout_s=480.0)
@@ -496,3 +497,36 @@ def test_may_follow_own_orders_only_unless_ops_or_dispatch(
 
 def test_courier_may_not_follow_an_order_with_no_courier() -> None:
     assert not may_follow(Actor(R.COURIER, "c-1"), order_in(S.ACCEPTED, None))
+
+
+# courier location
+
+
+def _order_in(status: Status) -> OrderState:
+    return OrderState("o-1", status, 3, "cu-1", "r-1", courier_id="c-1")
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_the_assigned_courier_reports_a_position_only_while_on_the_way(
+    status: Status,
+) -> None:
+    order = _order_in(status)
+    on_the_way = status in (S.COURIER_ASSIGNED, S.PICKED_UP, S.IN_DELIVERY)
+
+    if on_the_way:
+        check_location(Actor(R.COURIER, "c-1"), order)
+        check_location(Actor(R.OPS, "ops-1"), order)
+    else:
+        with pytest.raises(InvalidTransition):
+            check_location(Actor(R.COURIER, "c-1"), order)
+
+
+@pytest.mark.parametrize(
+    "actor",
+    [Actor(R.COURIER, "c-2"), Actor(R.CUSTOMER, "cu-1"), Actor(R.DISPATCH, "d-1")],
+)
+def test_nobody_but_the_assigned_courier_and_ops_reports_a_position(
+    actor: Actor,
+) -> None:
+    with pytest.raises(Forbidden):
+        check_location(actor, _order_in(S.PICKED_UP))

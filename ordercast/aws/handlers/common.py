@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from ordercast.aws.etas import EventEtas
 from ordercast.aws.runtime import Services
 from ordercast.errors import Forbidden, OrderNotFound
-from ordercast.lifecycle import Actor, Role, may_follow
+from ordercast.lifecycle import Actor, may_follow
+from ordercast.lifecycle.transitions import check_location
 from ordercast.store.base import OrderRecord
 from ordercast.wire.frames import encode, format_at
 
@@ -37,15 +38,9 @@ def report_location(
     Raises:
         OrderNotFound: no such order.
         Forbidden: unless the order's assigned courier, or ops.
+        InvalidTransition: the order has no courier on the way.
     """
-    state = followable(svc, actor, order_id).state
-    if actor.role is not Role.OPS and not (
-        actor.role is Role.COURIER and state.courier_id == actor.subject
-    ):
-        raise Forbidden(
-            f"only the courier assigned to order {order_id!r} reports its location",
-            orderId=order_id,
-        )
+    check_location(actor, followable(svc, actor, order_id).state)
     position = {"lat": lat, "lng": lng, "at": format_at(datetime.now(UTC))}
     if svc.store.save_position(order_id, position, svc.settings.location_interval_s):
         eta = EventEtas(svc.store).now(order_id, position, datetime.now(UTC))

@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 from ulid import ULID
 
 from ordercast.auth import bearer_token
@@ -29,51 +29,15 @@ from ordercast.aws.runtime import Services, services
 from ordercast.errors import InvalidRequest, Refusal, StoreError
 from ordercast.lifecycle import Actor, Command, Event, Request
 from ordercast.store.base import Applied, OrderRecord, Submission
+from ordercast.wire.bodies import CommandBody, CreateOrder, LocationBody
 from ordercast.wire.frames import event_frame, format_at
 from ordercast.wire.messages import supported_language
 
 configure()
 
-ID_PATTERN = r"^[A-Za-z0-9._:~-]{1,128}$"
 
 app = APIGatewayHttpResolver()
 _Model = TypeVar("_Model", bound=BaseModel)
-
-
-# bodies, as in ordercast.api
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class CreateOrder(_Body):
-    """Body of `POST /orders`."""
-
-    order_id: str | None = Field(None, alias="orderId", pattern=ID_PATTERN)
-    customer_id: str = Field(alias="customerId", pattern=ID_PATTERN)
-    restaurant_id: str = Field(alias="restaurantId", pattern=ID_PATTERN)
-    details: dict[str, Any] = Field(default_factory=dict, max_length=32)
-
-
-CommandName = Literal[
-    "accept",
-    "reject",
-    "assign_courier",
-    "pick_up",
-    "start_delivery",
-    "deliver",
-    "cancel",
-    "fail",
-]
-
-
-class CommandBody(_Body):
-    """Body of `POST /orders/{orderId}/commands`."""
-
-    command: CommandName
-    courier_id: str | None = Field(None, alias="courierId", pattern=ID_PATTERN)
-    reason: str | None = Field(None, max_length=200)
 
 
 # routes
@@ -126,13 +90,6 @@ def list_events(order_id: str) -> Response[str]:
     limit = _int_query("limit", 1000, minimum=1, maximum=1000)
     history = services().store.read_events(order_id, since, limit)
     return _json(200, {"orderId": order_id, "events": _frames(history)})
-
-
-class LocationBody(_Body):
-    """Body of `POST /orders/{orderId}/location`."""
-
-    lat: float = Field(ge=-90, le=90)
-    lng: float = Field(ge=-180, le=180)
 
 
 @app.post("/orders/<order_id>/location")

@@ -1,0 +1,67 @@
+"""Log output of the `ordercast` commands: context fields, and no secrets.
+
+Only entry points configure logging (docs/logging.md); this is what they
+install. Context travels in `extra` fields (`order_id`, `seq`,
+`connection_id`), which the format appends as `key=value`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+CONTEXT_FIELDS = ("order_id", "seq", "connection_id")
+"""`extra` fields shown after the message, when a record has them."""
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+_TOKEN = re.compile(r"((?:^|[?&])token=)[^&\s\"]+")
+
+
+class ContextFormatter(logging.Formatter):
+    """The plain format, followed by whichever context fields the record has."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        context = [
+            f"{name}={getattr(record, name)}"
+            for name in CONTEXT_FIELDS
+            if getattr(record, name, None) is not None
+        ]
+        if not context:
+            return line
+        head, newline, rest = line.partition("\n")
+        return f"{head} {' '.join(context)}{newline}{rest}"
+
+
+class RedactTokens(logging.Filter):
+    """Blanks `token=` query parameters, which uvicorn logs with each handshake.
+
+    Browsers can only send the token in the URL (DESIGN.md), and a token in a
+    log file is a key anyone reading it can use.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.args = tuple(
+                redact(arg) if isinstance(arg, str) else arg
+                for arg in (
+                    record.args if isinstance(record.args, tuple) else (record.args,)
+                )
+            )
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        return True
+
+
+def redact(text: str) -> str:
+    """`text` with the value of every `token=` query parameter replaced."""
+    return _TOKEN.sub(r"\1[redacted]", text)
+
+
+def configure(level: str) -> None:
+    """Log `level` and worse to stderr, with context and without tokens."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(ContextFormatter(FORMAT))
+    handler.addFilter(RedactTokens())
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
