@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Live food-delivery order status, pushed over WebSocket",
         lifespan=lifespan,
         telemetry=None if settings.opentelemetry else _NO_TELEMETRY,
+        max_body_size=MAX_BODY_BYTES,
     )
     app.include_router(router)
     app.include_router(web_router)
@@ -143,11 +144,14 @@ async def _validation_response(request: Request, exc: Exception) -> Response:
     return await _refusal_response(request, InvalidRequest("; ".join(problems)))
 
 
+MAX_BODY_BYTES = 128 * 1024
+"""Largest request body read: API Gateway's limit for a Management API post;
+order bodies are far smaller (`ordercast.wire.bodies`)."""
+
 HTTP_ERROR_CODES = {
     400: "invalid_request",
     404: "not_found",
     405: "method_not_allowed",
-    413: "request_too_large",
 }
 """Codes for what Starlette refuses before an endpoint runs."""
 

@@ -792,3 +792,17 @@ def test_a_body_that_is_not_json_is_invalid_request(client: httpx.Client) -> Non
 
     assert response.status_code in (400, 422)
     assert response.json()["code"] == "invalid_request"
+
+
+def test_a_body_over_128_kb_is_refused_unread(client: httpx.Client) -> None:
+    body = {
+        "customerId": "cu-1",
+        "restaurantId": "r-1",
+        "details": {"b": "x" * 200_000},
+    }
+
+    response = client.post("/orders", json=body, headers=OPS)
+
+    # Starlette answers before anything is parsed, in plain text
+    assert response.status_code == 413
+    assert response.text == "Content Too Large"
