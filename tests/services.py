@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import asyncpg
 import redis
+
+from tests.support import free_port
 
 POSTGRES_URL = os.environ.get(
     "ORDERCAST_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -104,3 +110,55 @@ def redis_prefix(kind: str = "bus") -> Iterator[str]:
         if keys:
             client.delete(*keys)
         client.close()
+
+
+@dataclass
+class PrivateRedis:
+    """A redis-server of a test's own on a free port, to stop and start again.
+
+    Tests that restart Redis use one of these, never the shared server.
+    """
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout_s: float = 10.0) -> PrivateRedis:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
+        with (self.directory / f"redis-{self.port}.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT
+            )
+        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return self
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.02)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """SIGKILL: Redis goes away at once, and with it everything it held."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@contextmanager
+def private_redis(directory: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(directory).start()
+    try:
+        yield server
+    finally:
+        server.stop()
