@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -35,8 +36,9 @@ def serve(
         level=log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    settings = Settings()
     uvicorn.run(
-        create_app(Settings()),
+        create_app(settings),
         host=host,
         port=port,
         log_level=log_level,
@@ -45,6 +47,10 @@ def serve(
         # the WebSocket layer close the connection (RFC 6455 code 1009)
         ws_max_size=1024 * 1024,
         ws="websockets-sansio",
+        # on SIGTERM uvicorn stops accepting, closes WebSockets with 1012
+        # (service restart: clients reconnect elsewhere with `since`) and
+        # waits this long for requests in flight before the runtime stops
+        timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
     )
 
 

@@ -101,6 +101,14 @@ class EtaTracker:
         self._keep(order_id, trip)
         return trip
 
+    def forget(self, order_id: str) -> None:
+        """Drop the order's trip (it missed events); it is rebuilt when next needed."""
+        self._trips.pop(order_id, None)
+
+    def forget_all(self) -> None:
+        """Drop every trip; each is rebuilt from its log when next needed."""
+        self._trips.clear()
+
     def _eta(self, trip: Trip | None) -> str | None:
         if trip is None:
             return None

@@ -79,9 +79,10 @@ def _engine(path: Path, synchronous: str, begin: str) -> Engine:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        # first, so that switching to WAL waits for a store that is migrating
+        cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        cursor.execute("PRAGMA busy_timeout=10000")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
