@@ -112,7 +112,12 @@ DEFAULT_TRACKS = Path("../shared/data/gotrack-aracaju")
 
 @app.command()
 def replay(
-    url: Annotated[str, typer.Option(help="The server's HTTP URL.")] = DEFAULT_URL,
+    url: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="The server's HTTP URL; repeat it for each node of a cluster."
+        ),
+    ] = None,
     instance: Annotated[
         Path, typer.Option(help="A Grubhub MDRP instance folder.")
     ] = DEFAULT_INSTANCE,
@@ -163,8 +168,13 @@ def replay(
         plan_options = PlanOptions(
             prefix or new_prefix(), seed, limit, start_minute, shares, real_tracks
         )
+        first, *others = url or [DEFAULT_URL]
         driver_options = DriverOptions(
-            url, speed=speed, acks=acks, show_progress=not quiet
+            first,
+            more_urls=tuple(others),
+            speed=speed,
+            acks=acks,
+            show_progress=not quiet,
         )
         play(instance, plan_options, driver_options, Console())
     except InstanceError as exc:

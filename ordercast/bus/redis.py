@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -65,13 +64,6 @@ HEARTBEAT_S = 5.0
 RECONNECT_PAUSES_S = (0.05, 0.1, 0.2, 0.5, 1.0)
 """Pauses between reconnection attempts; the last one repeats."""
 
-FAIL_FAST_S = 0.5
-"""After a failed publish, further publishes fail at once for this long.
-
-While Redis is away, every publish would otherwise wait for a connection
-attempt, and the engine answers commands only once it has published.
-"""
-
 
 class RedisBus:
     """`Bus` over Redis pub/sub, shared by every node of a cluster.
@@ -107,7 +99,7 @@ class RedisBus:
         self._resume_handlers: list[ResumeHandler] = []
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
-        self._failed_at = -FAIL_FAST_S
+        """Set while the listener is subscribed: Redis is there."""
 
     async def start(self) -> None:
         """Subscribe, and keep subscribed until `close`.
@@ -194,8 +186,11 @@ class RedisBus:
         Raises:
             BusError: Redis did not take it.
         """
-        if time.monotonic() - self._failed_at < FAIL_FAST_S:
-            raise BusError(f"{what}: Redis failed a moment ago")
+        if not self._subscribed.is_set():
+            # the listener finds out when Redis is back; until then every
+            # publish would wait for a connection attempt, and the engine
+            # answers commands only once it has published
+            raise BusError(f"{what}: Redis is away; reconnecting")
         try:
             async with self._commands.pipeline(transaction=False) as pipe:
                 if keep is not None:
@@ -208,7 +203,6 @@ class RedisBus:
                 pipe.publish(channel, orjson.dumps(body))
                 await pipe.execute()
         except (RedisError, OSError) as exc:
-            self._failed_at = time.monotonic()
             raise BusError(f"{what}: {exc}") from exc
 
     # listening
