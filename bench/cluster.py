@@ -141,7 +141,7 @@ def measure_fanout(
                 node.url,
                 fixture.ops_token,
                 tuple(o for o in orders if home[o] == n),
-                max(1, args.in_flight // count),
+                args.in_flight,  # per node: each node has its own sender
                 args.duration,
                 rate=args.rate / count,
             )
@@ -257,7 +257,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=96)
-    parser.add_argument("--in-flight", type=int, default=32)
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=32,
+        help="keep-alive connections of each node's fixed-rate sender",
+    )
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", action="store_true")
