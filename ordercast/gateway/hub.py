@@ -120,21 +120,34 @@ class Hub:
         self._followers[order_id].add(connection)
 
         # the snapshot, then the history the client asked for
+        try:
+            snapshot = await self._snapshot(order_id)
+        except StoreError:
+            # nothing was sent: forget the subscription, the client may retry
+            subscription.active = False
+            connection.subscriptions.pop(order_id, None)
+            self._unfollow(order_id, connection)
+            raise
+        connection.push(encode(snapshot))
+        subscription.last_seq = snapshot["snapshot"]["seq"]
+        if since_seq is not None:
+            subscription.last_seq = since_seq
+            await self._fill_gap(connection, subscription)
+        else:
+            await self._release(connection, subscription)
+
+    async def _snapshot(self, order_id: str) -> dict[str, Any]:
+        """The `subscribed` frame. Raises: StoreError."""
         record = await self.store.get_order(order_id)
         assert record is not None, "orders are never deleted"
         eta = await self.eta.current(order_id) if self.eta else None
-        snapshot = subscribed_frame(
+        return subscribed_frame(
             order_id,
             record.state.status.value,
             record.state.seq,
             eta=eta,
             courier_position=await self._latest_position(order_id),
         )
-        connection.push(encode(snapshot))
-        subscription.last_seq = record.state.seq if since_seq is None else since_seq
-        if since_seq is not None:
-            await self._send_history(connection, subscription)
-        await self._release(connection, subscription)
 
     def unsubscribe(self, connection: Connection, order_id: str) -> None:
         subscription = connection.subscriptions.pop(order_id, None)
@@ -216,9 +229,6 @@ class Hub:
     async def _fill_gap(
         self, connection: Connection, subscription: Subscription
     ) -> None:
-        if self.eta is not None:
-            # it missed what this node missed: rebuild it from the log
-            self.eta.forget(subscription.order_id)
         try:
             await self._send_history(connection, subscription)
             await self._release(connection, subscription)
@@ -277,6 +287,9 @@ class Hub:
         )
         subscription.behind_at = None
         subscription.catching_up = True
+        if self.eta is not None:
+            # it missed what this node missed: rebuild it from the log
+            self.eta.forget(subscription.order_id)
         asyncio.get_running_loop().create_task(self._fill_gap(connection, subscription))
 
     async def resume_everything(self) -> None:
