@@ -28,20 +28,31 @@ def serve(
     log_level: Annotated[
         str, typer.Option(help="debug, info, warning or error.")
     ] = "info",
+    log_format: Annotated[
+        str | None,
+        typer.Option(help="text or json (default: json for a cluster node)."),
+    ] = None,
 ) -> None:
     """Run a server (settings from ORDERCAST_* environment variables)."""
     from ordercast.app import create_app
+    from ordercast.logjson import configure_json_logging
 
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
     settings = Settings()
+    as_json = (log_format or ("json" if settings.is_cluster else "text")) == "json"
+    if as_json:
+        configure_json_logging(log_level)
+    else:
+        logging.basicConfig(
+            level=log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        )
     uvicorn.run(
         create_app(settings),
         host=host,
         port=port,
         log_level=log_level,
+        # JSON: uvicorn's lines go through the same root handler
+        log_config=None if as_json else uvicorn.config.LOGGING_CONFIG,
         access_log=False,
         # frames over 32 KB get an error frame from us; only past 1 MiB does
         # the WebSocket layer close the connection (RFC 6455 code 1009)
