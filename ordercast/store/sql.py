@@ -112,6 +112,9 @@ class SqlStore:
     async def lease_due_deadlines(
         self, now: datetime, limit: int, lease_s: float
     ) -> list[DueDeadline]:
+        # a look first, so that a loop that wakes to nothing writes nothing
+        if not await self._read(_any_free_due, to_ms(now)):
+            return []
         until_ms = to_ms(now) + int(lease_s * 1000)
         due: list[DueDeadline] = await self._write(
             _lease_due, to_ms(now), limit, until_ms
@@ -229,17 +232,26 @@ def _apply_batch(
     return outcomes
 
 
+def _free_and_due(now_ms: int) -> sa.ColumnElement[bool]:
+    leased = deadlines.c.leased_until_ms
+    return sa.and_(
+        deadlines.c.due_at_ms <= now_ms,
+        sa.or_(leased.is_(None), leased <= now_ms),
+    )
+
+
+def _any_free_due(connection: Connection, now_ms: int) -> bool:
+    query = sa.select(deadlines.c.order_id).where(_free_and_due(now_ms)).limit(1)
+    return connection.execute(query).first() is not None
+
+
 def _lease_due(
     connection: Connection, now_ms: int, limit: int, until_ms: int
 ) -> list[DueDeadline]:
     """Lease due deadlines that no one holds; rows another node holds are skipped."""
-    leased = deadlines.c.leased_until_ms
     query = (
         sa.select(deadlines.c.order_id, deadlines.c.kind, deadlines.c.due_at_ms)
-        .where(
-            deadlines.c.due_at_ms <= now_ms,
-            sa.or_(leased.is_(None), leased <= now_ms),
-        )
+        .where(_free_and_due(now_ms))
         .order_by(deadlines.c.due_at_ms)
         .limit(limit)
         .with_for_update(skip_locked=True)
