@@ -248,14 +248,20 @@ class RedisBus:
             message = await pubsub.get_message(timeout=HEARTBEAT_S)
             if message is None or message["type"] != "message":
                 continue
-            body = orjson.loads(message["data"])
-            if body.get("node") == self.node_id:
-                continue  # handed to this node's handlers when published
-            if "events" in body:
-                events = [_event_of(e) for e in body["events"]]
+            try:
+                body = orjson.loads(message["data"])
+                if body.get("node") == self.node_id:
+                    continue  # handed to this node's handlers when published
+                events = [_event_of(e) for e in body.get("events", ())]
+                position = body.get("position")
+                position = None if position is None else _position_of(position)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                # something else publishes on our channel: skip it, keep going
+                logger.warning("bus message not understood; skipped", exc_info=True)
+                continue
+            if events:
                 await _call_each(self._handlers, events)
-            elif "position" in body:
-                position = _position_of(body["position"])
+            if position is not None:
                 await _call_each(self._position_handlers, position)
 
 

@@ -151,3 +151,29 @@ async def test_start_fails_clearly_when_redis_is_not_there(
 
     with pytest.raises(BusError, match="cannot reach Redis"):
         await bus.start()
+
+
+async def test_a_message_it_cannot_read_is_skipped_and_listening_goes_on(
+    session_prefix: str,
+) -> None:
+    # given a node listening under a prefix
+    prefix = f"{session_prefix}garbage:"
+    publisher, listener = (
+        await started(REDIS_URL, prefix),
+        await started(REDIS_URL, prefix),
+    )
+    heard = Heard()
+    listener.subscribe(heard)
+    try:
+        # when something else publishes what is not an event on its channel
+        admin = redis.Redis.from_url(REDIS_URL)
+        for junk in (b"not json", b'{"events": [{"seq": 1}]}', b"[1, 2]"):
+            admin.publish(f"{prefix}events", junk)
+        admin.close()
+
+        # then it skips those and still hears the next event
+        await publisher.publish([event("o-1", 1)])
+        assert await heard.until(1) == [event("o-1", 1)]
+    finally:
+        await publisher.close()
+        await listener.close()
