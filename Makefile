@@ -15,7 +15,7 @@ CHECK_ENV := AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,aws]'
+	$(BIN)/pip install --quiet -e '.[dev,aws,cluster]'
 	touch $@
 
 $(SAM_VENV)/.installed: pyproject.toml

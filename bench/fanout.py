@@ -233,6 +233,8 @@ class ServerProcess:
     synchronous: str = "FULL"
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """Further settings; `bench/cluster.py` points the store and bus elsewhere."""
 
     @property
     def url(self) -> str:
@@ -262,6 +264,7 @@ class ServerProcess:
             "ORDERCAST_DATABASE_URL": f"sqlite:///{self.db_path}",
             "ORDERCAST_TOKEN_SECRET": self.secret,
             "ORDERCAST_SQLITE_SYNCHRONOUS": self.synchronous,
+            **self.extra_env,
         }
         command = [sys.executable, "-m", "ordercast", "serve"]
         command += ["--port", str(self.port), "--log-level", "warning"]

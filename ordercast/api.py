@@ -269,7 +269,7 @@ async def report_location(
     """The assigned courier's latest position; followers get it at a bounded rate."""
     call = call_of(request)
     await call.runtime.hub.authorize_location(call.actor, order_id)
-    call.runtime.hub.update_location(order_id, body.lat, body.lng)
+    await call.runtime.hub.report_location(order_id, body.lat, body.lng)
     return {"orderId": order_id, "accepted": True}
 
 

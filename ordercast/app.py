@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,6 +20,7 @@ from ordercast import __version__
 from ordercast.api import refusal_body, router
 from ordercast.errors import (
     InvalidRequest,
+    OrdercastError,
     Refusal,
     StoreError,
     internal_error_frame,
@@ -45,7 +47,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await runtime.start()
         app.state.runtime = runtime
         settle_garbage_collector()
-        logger.info("serving with store %s", settings.database_url)
+        logger.info(
+            "serving with store %s and bus %s",
+            _without_password(settings.database_url),
+            _without_password(settings.bus_url),
+        )
         try:
             yield
         finally:
@@ -78,9 +84,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
+        """The process is up (liveness)."""
         return {"status": "ok"}
 
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        """The store and the bus answer, so this node can serve (readiness)."""
+        runtime = app.state.runtime
+        checks = {
+            "store": await _check(runtime.store.ping),
+            "bus": await _check(runtime.bus.ping),
+        }
+        ready = all(answer == "ok" for answer in checks.values())
+        body = {"status": "ready" if ready else "unavailable", **checks}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
     return app
+
+
+READY_TIMEOUT_S = 2.0
+"""Longest a readiness check waits for the store or the bus."""
+
+
+async def _check(ping: Callable[[], Awaitable[None]]) -> str:
+    """ "ok", or why the part did not answer."""
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            await ping()
+    except (OrdercastError, TimeoutError) as exc:
+        return str(exc) or exc.__class__.__name__
+    return "ok"
 
 
 GC_THRESHOLDS = (10_000, 20, 100)
@@ -185,6 +218,16 @@ async def _store_error_response(request: Request, exc: Exception) -> Response:
         "message": "the command was not recorded; retry with the same Idempotency-Key",
     }
     return JSONResponse(body, status_code=503)
+
+
+def _without_password(url: str) -> str:
+    """The URL as it may be logged: a password in it is masked."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, place = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{place}"
 
 
 def _describe(error: Any) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import math
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -30,6 +31,13 @@ class LogLevel(StrEnum):
     ERROR = "error"
 
 
+class LogFormat(StrEnum):
+    """How `ordercast serve` writes its log lines."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
 app = typer.Typer(
     help="Live food-delivery order status over WebSocket.", no_args_is_help=True
 )
@@ -44,6 +52,10 @@ def serve(
     log_level: Annotated[LogLevel, typer.Option(help="Least level logged.")] = (
         LogLevel.INFO
     ),
+    log_format: Annotated[
+        LogFormat | None,
+        typer.Option(help="text or json (default: json for a cluster node)."),
+    ] = None,
 ) -> None:
     """Run a server (settings from ORDERCAST_* environment variables)."""
     from ordercast.app import create_app
@@ -57,7 +69,9 @@ def serve(
             err=True,
         )
         raise typer.Exit(2)
-    logs.configure(log_level.value)
+    if log_format is None:
+        log_format = LogFormat.JSON if settings.is_cluster else LogFormat.TEXT
+    logs.configure(log_level.value, as_json=log_format is LogFormat.JSON)
     uvicorn.run(
         create_app(settings),
         host=host,
@@ -69,6 +83,10 @@ def serve(
         # the WebSocket layer close the connection (RFC 6455 code 1009)
         ws_max_size=1024 * 1024,
         ws="websockets-sansio",
+        # on SIGTERM uvicorn stops accepting, closes WebSockets with 1012
+        # (service restart: clients reconnect elsewhere with `since`) and
+        # waits this long for requests in flight before the runtime stops
+        timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
     )
 
 
@@ -136,7 +154,12 @@ DEFAULT_TRACKS = Path("../shared/data/gotrack-aracaju")
 
 @app.command()
 def replay(
-    url: Annotated[str, typer.Option(help="The server's HTTP URL.")] = DEFAULT_URL,
+    url: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="The server's HTTP URL; repeat it for each node of a cluster."
+        ),
+    ] = None,
     instance: Annotated[
         Path, typer.Option(help="A Grubhub MDRP instance folder.")
     ] = DEFAULT_INSTANCE,
@@ -187,8 +210,13 @@ def replay(
         plan_options = PlanOptions(
             prefix or new_prefix(), seed, limit, start_minute, shares, real_tracks
         )
+        first, *others = url or [DEFAULT_URL]
         driver_options = DriverOptions(
-            url, speed=speed, acks=acks, show_progress=not quiet
+            first,
+            more_urls=tuple(others),
+            speed=speed,
+            acks=acks,
+            show_progress=not quiet,
         )
         play(instance, plan_options, driver_options, Console())
     except InstanceError as exc:

@@ -4,7 +4,10 @@ Every command and every deadline that comes due passes through one queue. A
 single writer task takes whatever has queued up, applies it to the store as
 one batch (group commit), announces the new events on the bus, and only then
 answers the callers. Deadlines live in the store, so they fire after a
-restart, late if the process was down when they came due.
+restart, late if the process was down when they came due. The deadline loop
+leases what it fires (`Store.lease_due_deadlines`), so engines of several
+nodes on one store share the work, and a deadline leased by a node that died
+is fired by another once the lease ends.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -39,6 +42,9 @@ DEADLINE_RETRY_S = 0.5
 LATE_DEADLINE_S = 1.0
 """A deadline fired later than this after it came due is logged as a warning."""
 
+DEADLINE_LEASE_S = 10.0
+"""How long a leased deadline is this engine's to fire before others may."""
+
 
 @dataclass
 class _Pending:
@@ -60,12 +66,15 @@ class Engine:
         timeouts: Timeouts,
         clock: Clock = utc_now,
         max_deadline_sleep_s: float = 30.0,
+        deadline_lease_s: float = DEADLINE_LEASE_S,
     ) -> None:
         self.store = store
         self.bus = bus
         self.timeouts = timeouts
         self.clock = clock
         self.max_deadline_sleep_s = max_deadline_sleep_s
+        self.deadline_lease_s = deadline_lease_s
+        self._bus_failing = False
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._deadlines_changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -152,10 +161,24 @@ class Engine:
     async def _announce(self, events: list[Event]) -> None:
         try:
             await self.bus.publish(events)
-        except BusError:
-            logger.warning(
-                "bus dropped %d events; followers resume from the store", len(events)
+        except BusError as exc:
+            # once per outage: a bus that is down fails every batch
+            log = logger.debug if self._bus_failing else logger.warning
+            log(
+                "bus dropped %d events (%s); followers catch up from the store",
+                len(events),
+                exc,
             )
+            self._bus_failing = True
+            return
+        if self._bus_failing:
+            logger.info("bus announces again")
+            self._bus_failing = False
+
+    async def hear(self, events: Sequence[Event]) -> None:
+        """Bus handler: events another node recorded may have set a deadline."""
+        if events:
+            self._wake_deadlines_if_sooner()
 
     def _note_status(self, outcome: Applied) -> None:
         if logger.isEnabledFor(logging.DEBUG):
@@ -200,7 +223,9 @@ class Engine:
 
     async def _fire_due(self) -> int:
         now = self.clock()
-        due = await self.store.due_deadlines(now, limit=MAX_BATCH)
+        due = await self.store.lease_due_deadlines(
+            now, MAX_BATCH, self.deadline_lease_s
+        )
         for deadline in due:
             late_s = (now - deadline.due_at).total_seconds()
             if late_s > LATE_DEADLINE_S:

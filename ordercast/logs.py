@@ -2,13 +2,19 @@
 
 Only entry points configure logging (docs/logging.md); this is what they
 install. Context travels in `extra` fields (`order_id`, `seq`,
-`connection_id`), which the format appends as `key=value`.
+`connection_id`): text lines append them as `key=value`; JSON lines (cluster
+nodes, STYLE.md) are one object with fixed keys: `at`, `level`, `logger`,
+`message`, the context fields the record carries, and `exception` with the
+traceback of an ERROR.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from datetime import UTC, datetime
+
+import orjson
 
 CONTEXT_FIELDS = ("order_id", "seq", "connection_id")
 """`extra` fields shown after the message, when a record has them."""
@@ -32,6 +38,24 @@ class ContextFormatter(logging.Formatter):
             return line
         head, newline, rest = line.partition("\n")
         return f"{head} {' '.join(context)}{newline}{rest}"
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON object on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "at": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in CONTEXT_FIELDS:
+            if hasattr(record, name):
+                line[name] = getattr(record, name)
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(line, default=str).decode()
 
 
 class RedactTokens(logging.Filter):
@@ -59,9 +83,12 @@ def redact(text: str) -> str:
     return _TOKEN.sub(r"\1[redacted]", text)
 
 
-def configure(level: str) -> None:
-    """Log `level` and worse to stderr, with context and without tokens."""
+def configure(level: str, as_json: bool = False) -> None:
+    """Log `level` and worse to stderr, with context and without tokens.
+
+    uvicorn's own lines go through the same handler (`log_config=None`).
+    """
     handler = logging.StreamHandler()
-    handler.setFormatter(ContextFormatter(FORMAT))
+    handler.setFormatter(JsonFormatter() if as_json else ContextFormatter(FORMAT))
     handler.addFilter(RedactTokens())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)

@@ -1,9 +1,17 @@
-"""Runtime wiring: the one place that picks implementations from settings."""
+"""Runtime wiring: the one place that picks implementations from settings.
+
+With neither `ORDERCAST_DATABASE_URL` nor `ORDERCAST_BUS_URL` set, a node is
+the embedded runtime (a SQLite file, the in-process bus). PostgreSQL and
+Redis make it a node of a cluster: any number of them share the store and
+the bus, and any node serves any command and any follower.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ordercast.auth import TokenVerifier
 from ordercast.bus.base import Bus
@@ -19,6 +27,9 @@ from ordercast.store.sqlite import SqliteStore
 
 logger = logging.getLogger(__name__)
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+asyncpg://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
 
 @dataclass
 class Runtime:
@@ -32,14 +43,32 @@ class Runtime:
     notifier: Notifier
     gateway: WebSocketGateway
     verifier: TokenVerifier
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
         await self.store.open()
-        await self.bus.start()
         self.bus.subscribe(self.notifier.handle)
+        self.bus.subscribe_positions(self.hub.position_heard)
+        if self.settings.is_cluster:
+            # events recorded by other nodes may set deadlines sooner than
+            # this engine planned to look
+            self.bus.subscribe(self.engine.hear)
+            self.bus.on_resume(self.notifier.resume)
+        await self.bus.start()
         await self.engine.start()
+        if self.settings.is_cluster:
+            interval_s = self.settings.catch_up_interval_s
+            self._tasks.append(
+                asyncio.create_task(
+                    self.notifier.catch_up_loop(interval_s), name="catch-up"
+                )
+            )
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.engine.stop()
         await self.bus.close()
         await self.store.close()
@@ -51,9 +80,19 @@ def build_store(settings: Settings) -> Store:
     Raises:
         ValueError: a URL scheme this build does not support.
     """
-    if settings.database_url.startswith("sqlite:///"):
+    url = settings.database_url
+    if url.startswith("sqlite:///"):
         return SqliteStore(settings.sqlite_path, settings.sqlite_synchronous)
-    raise ValueError(f"unsupported ORDERCAST_DATABASE_URL: {settings.database_url}")
+    if url.startswith(POSTGRES_SCHEMES):
+        from ordercast.store.postgres import PostgresStore
+
+        return PostgresStore(
+            url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+            pool_timeout_s=settings.database_pool_timeout_s,
+        )
+    raise ValueError(f"unsupported ORDERCAST_DATABASE_URL: {url}")
 
 
 def build_bus(settings: Settings) -> Bus:
@@ -62,16 +101,44 @@ def build_bus(settings: Settings) -> Bus:
     Raises:
         ValueError: a URL scheme this build does not support.
     """
-    if settings.bus_url == "memory://":
+    url = settings.bus_url
+    if url == "memory://":
         return MemoryBus()
-    raise ValueError(f"unsupported ORDERCAST_BUS_URL: {settings.bus_url}")
+    if url.startswith(REDIS_SCHEMES):
+        from ordercast.bus.redis import RedisBus
+
+        return RedisBus(
+            url, prefix=settings.bus_prefix, pool_size=settings.bus_pool_size
+        )
+    raise ValueError(f"unsupported ORDERCAST_BUS_URL: {url}")
 
 
 def build_runtime(settings: Settings) -> Runtime:
+    """Every part of a node, from settings.
+
+    Raises:
+        ValueError: an unsupported URL, or a shared store with the in-process
+            bus (or the reverse), which would leave the nodes deaf to each
+            other.
+    """
     store = build_store(settings)
     bus = build_bus(settings)
-    engine = Engine(store, bus, settings.timeouts)
-    hub = Hub(store, settings.location_interval_s, EtaTracker(store))
+    _check_pairing(settings)
+    engine = Engine(
+        store, bus, settings.timeouts, deadline_lease_s=settings.deadline_lease_s
+    )
+    hub = Hub(store, settings.location_interval_s, EtaTracker(store), bus)
     verifier = TokenVerifier(settings.token_secret)
     gateway = WebSocketGateway(hub, verifier, settings.max_outbox_frames)
     return Runtime(settings, store, bus, engine, hub, Notifier(hub), gateway, verifier)
+
+
+def _check_pairing(settings: Settings) -> None:
+    shared_store = not settings.database_url.startswith("sqlite:///")
+    if shared_store != settings.is_cluster:
+        raise ValueError(
+            "ORDERCAST_DATABASE_URL and ORDERCAST_BUS_URL go together: set both "
+            "(PostgreSQL and Redis, a cluster) or neither (SQLite, one node); "
+            f"got {settings.database_url.split(':')[0]} and "
+            f"{settings.bus_url.split(':')[0]}"
+        )

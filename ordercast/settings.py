@@ -15,11 +15,29 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ORDERCAST_")
 
     database_url: str = "sqlite:///./ordercast.db"
-    """Where the store lives. `sqlite:///path` selects the embedded store."""
+    """Where the store lives. `sqlite:///path` selects the embedded store,
+    `postgresql://user:password@host:port/database` the cluster's."""
+    database_pool_size: int = Field(10, gt=0)
+    """PostgreSQL: connections each node keeps open."""
+    database_max_overflow: int = Field(10, ge=0)
+    """PostgreSQL: connections a node may open beyond the pool under load."""
+    database_pool_timeout_s: float = Field(10.0, gt=0)
+    """PostgreSQL: how long a request waits for a free connection (then 503)."""
     sqlite_synchronous: str = "FULL"
     """SQLite `synchronous` pragma: FULL survives power loss, NORMAL a crash."""
     bus_url: str = "memory://"
-    """Where events are announced. `memory://` is the in-process bus."""
+    """Where events are announced. `memory://` is the in-process bus,
+    `redis://host:port/db` the cluster's."""
+    bus_prefix: str = "ordercast:"
+    """Redis: put before every channel and key (clusters sharing one Redis)."""
+    bus_pool_size: int = Field(8, gt=0)
+    """Redis: connections each node keeps for publishing (one more listens)."""
+    catch_up_interval_s: float = Field(2.0, gt=0)
+    """Cluster: how often each node compares its subscriptions with the store."""
+    deadline_lease_s: float = Field(10.0, gt=0)
+    """How long a node holds a due deadline to fire it before another may."""
+    drain_timeout_s: float = Field(10.0, ge=0)
+    """On SIGTERM: how long in-flight requests may take before the node stops."""
     token_secret: str = Field(DEVELOPMENT_SECRET, min_length=32)
     """HS256 key of the signed tokens; RFC 7518 asks for at least 32 bytes."""
     restaurant_timeout_s: float = Field(300.0, gt=0)
@@ -37,6 +55,11 @@ class Settings(BaseSettings):
     @property
     def timeouts(self) -> Timeouts:
         return Timeouts(self.restaurant_timeout_s, self.dispatch_timeout_s)
+
+    @property
+    def is_cluster(self) -> bool:
+        """Whether the bus is shared with other nodes (not in-process)."""
+        return self.bus_url != "memory://"
 
     @property
     def uses_development_secret(self) -> bool:

@@ -69,6 +69,11 @@ class Server:
         return f"ws://127.0.0.1:{self.port}/ws?token={token(role, subject)}{extra}"
 
     def start(self, timeout_s: float = 20.0) -> Server:
+        self.launch()
+        return self.wait_ready(timeout_s)
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (see `wait_ready`)."""
         env = {
             **os.environ,
             "ORDERCAST_DATABASE_URL": f"sqlite:///{self.db_path}",
@@ -83,6 +88,10 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+
+    def wait_ready(self, timeout_s: float = 20.0) -> Server:
+        """Wait until `/healthz` answers. Raises: RuntimeError if it does not."""
+        assert self.process is not None, "launch() first"
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

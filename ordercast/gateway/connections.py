@@ -29,6 +29,12 @@ Close = Callable[[int, str], Coroutine[Any, Any, None]]
 CLOSE_SLOW_CONSUMER = 4008
 """Close code for a connection that fell too far behind; it should resume."""
 
+CLOSE_RESUME = 4009
+"""Close code for a connection that may have missed events the server cannot
+send it (the bus was interrupted while it followed every order, or the store
+failed while filling a gap). The client reconnects, to any node, and
+subscribes again with `since` set to the last seq it saw."""
+
 
 def new_connection_id() -> str:
     """An opaque id in the style of API Gateway's (`L0SM9cOFvHcCIhw=`)."""
@@ -46,6 +52,8 @@ class Subscription:
     """While True, live events wait in `held` until history has been sent."""
     held: list[Event] = field(default_factory=list)
     active: bool = True
+    behind_at: int | None = None
+    """The order's seq when `Hub.catch_up` last found this subscription behind."""
 
 
 @dataclass(eq=False)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ordercast.auth import TokenVerifier
-from ordercast.errors import FrameError, Refusal, internal_error_frame
+from ordercast.errors import FrameError, Refusal, StoreError, internal_error_frame
 from ordercast.gateway.connections import Connection
 from ordercast.gateway.hub import Hub
 from ordercast.wire.frames import (
@@ -29,6 +29,12 @@ SUBPROTOCOL = "ordercast"
 """Offered with a `bearer.<token>` entry by clients that cannot use `?token=`."""
 
 CLOSE_UNAUTHORIZED = 4401
+
+STORE_UNAVAILABLE = {
+    "type": "error",
+    "code": "store_unavailable",
+    "message": "the store did not answer; send the frame again",
+}
 
 
 def token_from(websocket: WebSocket) -> tuple[str | None, str | None]:
@@ -114,6 +120,10 @@ class WebSocketGateway:
             except Refusal as refusal:
                 log.debug("! %s", refusal.code)
                 connection.push(encode(refusal.to_wire()))
+            except StoreError as exc:
+                # the store may answer in a moment; the connection stays
+                log.warning("store failed on a frame: %s", exc)
+                connection.push(encode(STORE_UNAVAILABLE))
             except Exception:
                 # our bug: answer this frame and keep serving the connection
                 log.exception("failed on a frame")
@@ -128,4 +138,4 @@ class WebSocketGateway:
             self.hub.unsubscribe(connection, frame.order_id)
         elif isinstance(frame, Location):
             await self.hub.authorize_location(connection.actor, frame.order_id)
-            self.hub.update_location(frame.order_id, frame.lat, frame.lng)
+            await self.hub.report_location(frame.order_id, frame.lat, frame.lng)

@@ -6,6 +6,10 @@ previous one was answered; different orders proceed concurrently, with a
 bounded number of requests in flight. Every request carries an
 `Idempotency-Key`, so a request retried after a transport error is applied at
 most once (DESIGN.md, HTTP API).
+
+Given the URLs of several nodes of a cluster, the driver deals the orders
+out to them in turn; an order whose node stops answering moves to the next
+node and retries there, with the same key.
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ class DriverOptions:
     """Where to send a plan, how fast, and how hard to try."""
 
     url: str = "http://127.0.0.1:8000"
+    more_urls: tuple[str, ...] = ()
+    """Other nodes of the same cluster; orders are dealt out to all of them."""
     secret: str | None = None
     """Token secret; None reads ORDERCAST_TOKEN_SECRET (or the development one)."""
     speed: float = 60.0
@@ -84,6 +90,10 @@ class DriverOptions:
     show_progress: bool = True
     fix_interval_s: float = 1.0
     """Wall seconds between two positions of one moving courier."""
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return (self.url, *self.more_urls)
 
     def __post_init__(self) -> None:
         if self.speed <= 0:
@@ -144,12 +154,16 @@ async def run_replay(
     """
     console = console or Console()
     limits = httpx.Limits(max_connections=options.concurrency)
-    async with httpx.AsyncClient(
-        base_url=options.url, timeout=options.request_timeout_s, limits=limits
-    ) as client:
-        await _check_server(client, options.url)
+    async with contextlib.AsyncExitStack() as stack:
+        clients = []
+        for url in options.urls:
+            client = httpx.AsyncClient(
+                base_url=url, timeout=options.request_timeout_s, limits=limits
+            )
+            clients.append(await stack.enter_async_context(client))
+            await _check_server(client, url)
         with _acks_file(options.acks) as acks:
-            driver = Driver(plan, options, client, acks)
+            driver = Driver(plan, options, clients, acks)
             with _progress(console, options.show_progress) as progress:
                 await driver.run(progress)
     return driver.summary
@@ -191,18 +205,19 @@ def _progress(console: Console, enabled: bool) -> Iterator[Progress | None]:
 
 
 class Driver:
-    """Plays one plan against one server; build it through `run_replay`."""
+    """Plays one plan against one server or cluster; build it through `run_replay`."""
 
     def __init__(
         self,
         plan: Plan,
         options: DriverOptions,
-        client: httpx.AsyncClient,
+        clients: list[httpx.AsyncClient],
         acks: IO[bytes] | None = None,
     ) -> None:
         self.plan = plan
         self.options = options
-        self.client = client
+        self.clients = clients
+        """One per node; each order goes to one of them (`_client_of`)."""
         self.acks = acks
         self.secret = options.secret or Settings().token_secret
         self.by_order: dict[str, list[Step]] = {}
@@ -212,6 +227,7 @@ class Driver:
         for leg in plan.legs:
             self.legs_of.setdefault(leg.order_id, []).append(leg)
         self.summary = ReplaySummary(orders=len(self.by_order))
+        self._node_of = {order_id: i for i, order_id in enumerate(self.by_order)}
         self._tokens: dict[tuple[Role, str], str] = {}
         self._warned: set[tuple[int, str]] = set()
         self._slots = asyncio.Semaphore(options.concurrency)
@@ -270,7 +286,7 @@ class Driver:
         path = f"/orders/{leg.order_id}/location"
         try:
             async with self._slots:
-                response = await self.client.post(
+                response = await self._client_of(leg.order_id).post(
                     path, json={"lat": lat, "lng": lng}, headers=headers
                 )
         except httpx.TransportError:
@@ -333,10 +349,20 @@ class Driver:
                     response = await self._post(step, index)
             except httpx.TransportError as exc:
                 logger.debug("! %s %s: %r", step.order_id, step.command, exc)
+                self._move_on(step.order_id)
                 continue
             if response.status_code < 500:
                 return response
+            self._move_on(step.order_id)
         return None
+
+    def _client_of(self, order_id: str) -> httpx.AsyncClient:
+        """The node the order's requests go to now."""
+        return self.clients[self._node_of[order_id] % len(self.clients)]
+
+    def _move_on(self, order_id: str) -> None:
+        """Send the order's requests to the next node (this one failed them)."""
+        self._node_of[order_id] += 1
 
     def _backoff_s(self, attempt: int) -> float:
         backoff_s = self.options.backoff_s * 2 ** (attempt - 1)
@@ -348,12 +374,13 @@ class Driver:
             "Idempotency-Key": f"replay-{step.order_id}-{index}",
         }
         logger.debug("> %s %s", step.order_id, step.command)
+        client = self._client_of(step.order_id)
         if step.command is Command.CREATE:
             body = {"orderId": step.order_id, **step.fields}
-            return await self.client.post("/orders", json=body, headers=headers)
+            return await client.post("/orders", json=body, headers=headers)
         body = {"command": step.command.value, **step.fields}
         path = f"/orders/{step.order_id}/commands"
-        return await self.client.post(path, json=body, headers=headers)
+        return await client.post(path, json=body, headers=headers)
 
     def _token(self, role: Role, subject: str) -> str:
         key = (role, subject)

@@ -91,6 +91,10 @@ class Store(Protocol):
       applied). The same key with another fingerprint is refused with
       `IdempotencyKeyReused`.
     - A refused submission changes nothing.
+    - A deadline fires at most once: firing one that is no longer stored (a
+      command cleared it, another node fired it) records nothing. Leases
+      (`lease_due_deadlines`) keep nodes from firing the same ones at once;
+      a lease that ends unfired (its node died) frees the deadline for others.
     """
 
     async def open(self) -> None:
@@ -98,6 +102,13 @@ class Store(Protocol):
 
     async def close(self) -> None:
         """Release connections. Calls after this raise."""
+
+    async def ping(self) -> None:
+        """Return once the store answers a trivial query.
+
+        Raises:
+            StoreError: it does not.
+        """
 
     async def apply(
         self, submissions: Sequence[Submission], now: datetime, timeouts: Timeouts
@@ -116,11 +127,32 @@ class Store(Protocol):
     ) -> list[Event]:
         """Events of one order with seq > since_seq, in seq order."""
 
+    async def order_seqs(self, order_ids: Sequence[str]) -> dict[str, int]:
+        """The current seq of each order that exists, by order id."""
+
     async def due_deadlines(self, now: datetime, limit: int) -> list[DueDeadline]:
-        """Deadlines with due_at <= now, earliest first."""
+        """Deadlines with due_at <= now, earliest first, leased or not."""
+
+    async def lease_due_deadlines(
+        self, now: datetime, limit: int, lease_s: float
+    ) -> list[DueDeadline]:
+        """Take the due deadlines no one holds, earliest first, for `lease_s`.
+
+        The caller fires them (`apply` with `deadline_kind`); until the lease
+        ends no other caller gets them, from this store or from another
+        node's. A deadline that is still stored when its lease ends is due
+        again for every caller.
+
+        Raises:
+            StoreError: the store failed; nothing was leased.
+        """
 
     async def next_due_at(self) -> datetime | None:
-        """When the earliest stored deadline comes due, or None if none is stored."""
+        """When a caller should next ask `lease_due_deadlines`.
+
+        The earliest due_at of the stored deadlines, or the end of its lease
+        if that is later; None if no deadline is stored.
+        """
 
     async def count_by_status(self) -> dict[Status, int]:
         """How many orders are in each status now (statuses with none left out)."""

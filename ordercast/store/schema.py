@@ -44,6 +44,8 @@ deadlines = sa.Table(
     sa.Column("order_id", sa.String(128), primary_key=True),
     sa.Column("kind", sa.String(32), primary_key=True),
     sa.Column("due_at_ms", sa.BigInteger, nullable=False, index=True),
+    # until when a node holds it to fire it (None: nobody); see Store
+    sa.Column("leased_until_ms", sa.BigInteger),
 )
 
 idempotency_keys = sa.Table(

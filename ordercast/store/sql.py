@@ -1,24 +1,32 @@
-"""The SQL store: SQLAlchemy Core over one writer and many readers.
+"""The SQL store: SQLAlchemy Core, shared by SQLite and PostgreSQL.
 
-Writes go through one thread, a batch at a time: commands that arrive while a
-batch is being written wait and are written together in the next transaction
-(group commit). Every submission in a batch sees the effects of those before
-it, so seq is assigned without gaps even for commands on the same order.
+Each node writes a batch at a time: commands that arrive while a batch is
+being written wait and are written together in the next transaction (group
+commit). Every submission in a batch sees the effects of those before it, so
+seq is assigned without gaps even for commands on the same order.
+
+Across processes and nodes, a batch first locks the rows of the orders it
+names (`SELECT … FOR UPDATE`, in order-id order so that two batches never
+wait on each other in a cycle); a batch on another node that names one of
+them waits until this one commits, then reads the order as committed. SQLite
+takes its one write lock at `BEGIN IMMEDIATE` instead and ignores the clause.
+
+Subclasses say how a unit of work reaches the database: `SqliteStore` runs it
+on threads, `PostgresStore` on asyncpg through SQLAlchemy's asyncio layer.
+Either way the unit of work is the same synchronous SQLAlchemy code.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from alembic import command as alembic_command
 from alembic.config import Config
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 from ulid import ULID
 
 from ordercast.errors import (
@@ -62,70 +70,75 @@ def from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the latest Alembic revision."""
+def migrate(connection: Connection) -> None:
+    """Bring the schema to the latest Alembic revision, in the caller's transaction."""
     config = Config()
     config.set_main_option("script_location", "ordercast.store:migrations")
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        alembic_command.upgrade(config, "head")
+    config.attributes["connection"] = connection
+    alembic_command.upgrade(config, "head")
+
+
+Work = Callable[..., Any]
+"""A unit of work: a function of a SQLAlchemy `Connection` and its arguments."""
 
 
 class SqlStore:
-    """`Store` on a SQLAlchemy engine. Subclasses supply the engines."""
+    """`Store` on SQLAlchemy Core. Subclasses supply `_write` and `_read`."""
 
-    def __init__(self, writer: Engine, reader: Engine) -> None:
-        self._writer = writer
-        self._reader = reader
-        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+    def __init__(self) -> None:
         self._closed = False
 
     async def open(self) -> None:
-        await self._in_writer(migrate, self._writer)
+        await self._write(migrate)
 
     async def close(self) -> None:
         self._closed = True
-        self._write_thread.shutdown(wait=True)
-        self._writer.dispose()
-        self._reader.dispose()
+
+    async def ping(self) -> None:
+        await self._read(_select_one)
 
     # commands
 
     async def apply(
         self, submissions: Sequence[Submission], now: datetime, timeouts: Timeouts
     ) -> list[Outcome]:
-        try:
-            outcomes: list[Outcome] = await self._in_writer(
-                self._apply_batch, submissions, now, timeouts
-            )
-            return outcomes
-        except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(
-                f"batch of {len(submissions)} not recorded: {exc}"
-            ) from exc
-
-    def _apply_batch(
-        self, submissions: Sequence[Submission], now: datetime, timeouts: Timeouts
-    ) -> list[Outcome]:
-        with self._writer.begin() as connection:
-            now = from_ms(to_ms(now))  # what is stored is what is answered
-            batch = _Batch(connection, now, timeouts)
-            batch.prefetch(submissions)
-            outcomes = [batch.apply(submission) for submission in submissions]
-            batch.flush()
+        if not submissions:
+            return []
+        outcomes: list[Outcome] = await self._write(
+            _apply_batch, submissions, now, timeouts
+        )
         return outcomes
+
+    async def lease_due_deadlines(
+        self, now: datetime, limit: int, lease_s: float
+    ) -> list[DueDeadline]:
+        # a look first, so that a loop that wakes to nothing writes nothing
+        if not await self._read(_any_free_due, to_ms(now)):
+            return []
+        until_ms = to_ms(now) + int(lease_s * 1000)
+        due: list[DueDeadline] = await self._write(
+            _lease_due, to_ms(now), limit, until_ms
+        )
+        return due
 
     # queries
 
     async def get_order(self, order_id: str) -> OrderRecord | None:
-        return await asyncio.to_thread(self._read, _load_order, order_id)
+        found: OrderRecord | None = await self._read(_load_order, order_id)
+        return found
 
     async def read_events(
         self, order_id: str, since_seq: int = 0, limit: int | None = None
     ) -> list[Event]:
-        return await asyncio.to_thread(
-            self._read, _load_events, order_id, since_seq, limit
-        )
+        found: list[Event] = await self._read(_load_events, order_id, since_seq, limit)
+        return found
+
+    async def order_seqs(self, order_ids: Sequence[str]) -> dict[str, int]:
+        seqs: dict[str, int] = {}
+        for start in range(0, len(order_ids), MAX_IDS_PER_QUERY):
+            chunk = list(order_ids[start : start + MAX_IDS_PER_QUERY])
+            seqs.update(await self._read(_load_seqs, chunk))
+        return seqs
 
     async def due_deadlines(self, now: datetime, limit: int) -> list[DueDeadline]:
         query = (
@@ -134,19 +147,22 @@ class SqlStore:
             .order_by(deadlines.c.due_at_ms)
             .limit(limit)
         )
-        rows = await asyncio.to_thread(self._read_rows, query)
+        rows = await self._read_rows(query)
         return [DueDeadline(r.order_id, r.kind, from_ms(r.due_at_ms)) for r in rows]
 
     async def next_due_at(self) -> datetime | None:
-        query = sa.select(sa.func.min(deadlines.c.due_at_ms))
-        rows = await asyncio.to_thread(self._read_rows, query)
-        due_ms = rows[0][0] if rows else None
-        return None if due_ms is None else from_ms(due_ms)
+        # a leased deadline is due again for the others only once its lease ends
+        leased = deadlines.c.leased_until_ms
+        due_ms = deadlines.c.due_at_ms
+        later = sa.case((leased > due_ms, leased), else_=due_ms)
+        rows = await self._read_rows(sa.select(sa.func.min(later)))
+        next_ms = rows[0][0] if rows else None
+        return None if next_ms is None else from_ms(next_ms)
 
     async def count_by_status(self) -> dict[Status, int]:
         how_many = sa.func.count().label("how_many")
         query = sa.select(orders.c.status, how_many).group_by(orders.c.status)
-        rows = await asyncio.to_thread(self._read_rows, query)
+        rows = await self._read_rows(query)
         return {Status(row.status): int(row.how_many) for row in rows}
 
     async def overdue_orders(self, limit: int) -> list[OverdueOrder]:
@@ -164,19 +180,32 @@ class SqlStore:
                 .order_by(orders.c.updated_at_ms)
                 .limit(limit)
             )
-            rows = await asyncio.to_thread(self._read_rows, query)
+            rows = await self._read_rows(query)
             found.extend(OverdueOrder(_record_from_row(r), deadline.kind) for r in rows)
         return found[:limit]
 
-    def _read(self, load: Any, *args: Any) -> Any:
-        self._check_open()
-        with self._reader.connect() as connection:
-            return load(connection, *args)
+    # how work reaches the database
 
-    def _read_rows(self, query: sa.Select[Any]) -> list[sa.Row[Any]]:
-        self._check_open()
-        with self._reader.connect() as connection:
-            return list(connection.execute(query))
+    async def _write(self, work: Work, *args: Any) -> Any:
+        """Run `work` in one write transaction and commit it.
+
+        Raises:
+            StoreError: the store failed or is closed; the transaction was
+                rolled back.
+        """
+        raise NotImplementedError
+
+    async def _read(self, work: Work, *args: Any) -> Any:
+        """Run `work` on a connection that only reads.
+
+        Raises:
+            StoreError: the store failed or is closed.
+        """
+        raise NotImplementedError
+
+    async def _read_rows(self, query: sa.Select[Any]) -> list[sa.Row[Any]]:
+        rows: list[sa.Row[Any]] = await self._read(_rows_of, query)
+        return rows
 
     def _check_open(self) -> None:
         # Store.close: "calls after this raise"; a disposed engine would
@@ -184,15 +213,78 @@ class SqlStore:
         if self._closed:
             raise StoreError("the store is closed")
 
-    async def _in_writer(self, fn: Any, *args: Any) -> Any:
-        self._check_open()
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._write_thread, fn, *args)
+
+MAX_IDS_PER_QUERY = 1000
+"""Order ids named in one `IN (…)` list: far below SQLite's and asyncpg's limits."""
+
+
+def _apply_batch(
+    connection: Connection,
+    submissions: Sequence[Submission],
+    now: datetime,
+    timeouts: Timeouts,
+) -> list[Outcome]:
+    now = from_ms(to_ms(now))  # what is stored is what is answered
+    batch = _Batch(connection, now, timeouts)
+    batch.prefetch(submissions)
+    outcomes = [batch.apply(submission) for submission in submissions]
+    batch.flush()
+    return outcomes
+
+
+def _free_and_due(now_ms: int) -> sa.ColumnElement[bool]:
+    leased = deadlines.c.leased_until_ms
+    return sa.and_(
+        deadlines.c.due_at_ms <= now_ms,
+        sa.or_(leased.is_(None), leased <= now_ms),
+    )
+
+
+def _any_free_due(connection: Connection, now_ms: int) -> bool:
+    query = sa.select(deadlines.c.order_id).where(_free_and_due(now_ms)).limit(1)
+    return connection.execute(query).first() is not None
+
+
+def _lease_due(
+    connection: Connection, now_ms: int, limit: int, until_ms: int
+) -> list[DueDeadline]:
+    """Lease due deadlines that no one holds; rows another node holds are skipped."""
+    query = (
+        sa.select(deadlines.c.order_id, deadlines.c.kind, deadlines.c.due_at_ms)
+        .where(_free_and_due(now_ms))
+        .order_by(deadlines.c.due_at_ms)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = list(connection.execute(query))
+    leases = [
+        {"b_order_id": r.order_id, "b_kind": r.kind, "leased_until_ms": until_ms}
+        for r in rows
+    ]
+    if leases:
+        connection.execute(_lease_deadline, leases)
+    return [DueDeadline(r.order_id, r.kind, from_ms(r.due_at_ms)) for r in rows]
+
+
+def _select_one(connection: Connection) -> None:
+    connection.execute(sa.text("SELECT 1"))
+
+
+def _rows_of(connection: Connection, query: sa.Select[Any]) -> list[sa.Row[Any]]:
+    return list(connection.execute(query))
+
+
+def _load_seqs(connection: Connection, order_ids: list[str]) -> dict[str, int]:
+    query = sa.select(orders.c.order_id, orders.c.seq).where(
+        orders.c.order_id.in_(order_ids)
+    )
+    return {row.order_id: row.seq for row in connection.execute(query)}
 
 
 _select_orders = sa.select(orders).where(
     orders.c.order_id.in_(sa.bindparam("order_ids", expanding=True))
 )
+_lock_orders = _select_orders.order_by(orders.c.order_id).with_for_update()
 
 
 def _load_order(connection: Connection, order_id: str) -> OrderRecord | None:
@@ -256,11 +348,12 @@ class _Batch:
         self.new_keys: list[dict[str, Any]] = []
 
     def prefetch(self, submissions: Sequence[Submission]) -> None:
-        """Load every order the batch names in one query."""
-        order_ids = list({s.order_id for s in submissions})
+        """Load and lock every order the batch names, in one query."""
+        order_ids = sorted({s.order_id for s in submissions})
         self.orders = dict.fromkeys(order_ids)
-        for record in _load_orders(self.connection, order_ids):
-            self.orders[record.state.order_id] = record
+        rows = self.connection.execute(_lock_orders, {"order_ids": order_ids})
+        for row in rows:
+            self.orders[row.order_id] = _record_from_row(row)
 
     def apply(self, submission: Submission) -> Outcome:
         """Decide one submission against the batch's view of the store."""
@@ -399,7 +492,9 @@ class _Batch:
     def flush(self) -> None:
         """Write everything decided in this batch; the caller commits."""
         execute = self.connection.execute
-        touched = {e.order_id for e in self.new_events}
+        # rows in order-id order, like the locks: two batches that create the
+        # same new orders wait on each other in one direction only
+        touched = sorted({e.order_id for e in self.new_events})
         rows = [_order_row(self.orders[i]) for i in touched if self.orders[i]]
         inserts = [r for r in rows if r["order_id"] in self.created]
         updates = [r for r in rows if r["order_id"] not in self.created]
@@ -424,7 +519,8 @@ class _Batch:
             if due:
                 execute(deadlines.insert(), due)
         if self.new_keys:
-            execute(idempotency_keys.insert(), self.new_keys)
+            keys = sorted(self.new_keys, key=lambda k: (k["subject"], k["key"]))
+            execute(idempotency_keys.insert(), keys)
 
     def _with_actors(self) -> zip[tuple[Event, Actor]]:
         return zip(self.new_events, self.actors, strict=True)
@@ -439,6 +535,15 @@ _update_order = (
         courier_id=sa.bindparam("courier_id"),
         updated_at_ms=sa.bindparam("updated_at_ms"),
     )
+)
+
+_lease_deadline = (
+    deadlines.update()
+    .where(
+        deadlines.c.order_id == sa.bindparam("b_order_id"),
+        deadlines.c.kind == sa.bindparam("b_kind"),
+    )
+    .values(leased_until_ms=sa.bindparam("leased_until_ms"))
 )
 
 _delete_deadline = deadlines.delete().where(

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ordercast.store.sql import SqlStore
+from ordercast.errors import StoreError
+from ordercast.store.sql import SqlStore, Work
 
 
 class SqliteStore(SqlStore):
     """`Store` on a SQLite file, created with its schema on first `open`.
+
+    Writes go through one thread, so a process holds SQLite's write lock from
+    one place; reads run on other threads, beside it (WAL mode).
 
     Args:
         path: the database file.
@@ -26,11 +32,44 @@ class SqliteStore(SqlStore):
     def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"unknown synchronous mode {synchronous!r}")
+        super().__init__()
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        writer = _engine(self.path, synchronous, "BEGIN IMMEDIATE")
-        reader = _engine(self.path, synchronous, "BEGIN")
-        super().__init__(writer, reader)
+        self._writer = _engine(self.path, synchronous, "BEGIN IMMEDIATE")
+        self._reader = _engine(self.path, synchronous, "BEGIN")
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+
+    async def close(self) -> None:
+        await super().close()
+        self._write_thread.shutdown(wait=True)
+        self._writer.dispose()
+        self._reader.dispose()
+
+    async def _write(self, work: Work, *args: Any) -> Any:
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(
+                self._write_thread, self._in_transaction, work, *args
+            )
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"not recorded: {exc}") from exc
+
+    async def _read(self, work: Work, *args: Any) -> Any:
+        self._check_open()
+        try:
+            return await asyncio.to_thread(self._on_reader, work, *args)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"could not read: {exc}") from exc
+
+    def _in_transaction(self, work: Work, *args: Any) -> Any:
+        with self._writer.begin() as connection:
+            return work(connection, *args)
+
+    def _on_reader(self, work: Work, *args: Any) -> Any:
+        self._check_open()
+        with self._reader.connect() as connection:
+            return work(connection, *args)
 
 
 def _engine(path: Path, synchronous: str, begin: str) -> Engine:
@@ -42,6 +81,7 @@ def _engine(path: Path, synchronous: str, begin: str) -> Engine:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        # first, so that switching to WAL waits for a store that is migrating
         cursor.execute("PRAGMA busy_timeout=10000")
         _enable_wal(cursor)
         cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from ordercast.store.base import Store
-from tests.store.stores import SqliteSpec, StoreSpec
+from tests.services import fresh_database
+from tests.store.stores import PostgresSpec, SqliteSpec, StoreSpec
 
 
 @pytest.fixture
@@ -14,11 +15,26 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=["sqlite"])
-def spec(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSpec:
-    """One database per test; more implementations join `params` later."""
-    assert request.param == "sqlite"
-    return SqliteSpec(tmp_path / "ordercast.db")
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database of this test session's own, dropped at the end."""
+    with fresh_database("store") as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def spec(
+    request: pytest.FixtureRequest, tmp_path: Path, anyio_backend: str
+) -> StoreSpec:
+    """Each implementation on a database of the test's own, empty at the start."""
+    if request.param == "sqlite":
+        return SqliteSpec(tmp_path / "ordercast.db")
+    postgres = PostgresSpec(request.getfixturevalue("postgres_url"))
+    migrated = postgres.make()
+    await migrated.open()
+    await migrated.close()
+    await postgres.clear()
+    return postgres
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 
 from ordercast.lifecycle import Command, Status
 from ordercast.store.base import Store
-from tests.store.test_sqlite import (
+from tests.store.test_contract import (
     NOW,
     RESTAURANT,
     accepted_order,

@@ -12,7 +12,6 @@ import multiprocessing
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,7 +37,6 @@ from ordercast.store.base import (
     Submission,
 )
 from ordercast.store.schema import metadata
-from ordercast.store.sqlite import SqliteStore
 from tests.store.stores import StoreSpec
 
 pytestmark = pytest.mark.anyio
@@ -478,6 +476,97 @@ async def test_deadline_of_unknown_order_is_refused(store: Store) -> None:
     assert isinstance(outcome.error, OrderNotFound)
 
 
+# leases
+
+
+async def test_a_leased_deadline_is_not_leased_again_until_the_lease_ends(
+    store: Store,
+) -> None:
+    # given a due restaurant deadline
+    await applied(store, create("o-1"))
+    due_at = NOW + timedelta(seconds=300)
+
+    # when one caller leases it for 10 s
+    first = await store.lease_due_deadlines(due_at, 10, lease_s=10)
+
+    # then no one else gets it during the lease, and everyone after it
+    assert first == [DueDeadline("o-1", "restaurant_answer", due_at)]
+    assert await store.lease_due_deadlines(due_at, 10, lease_s=10) == []
+    assert await store.next_due_at() == due_at + timedelta(seconds=10)
+    after = due_at + timedelta(seconds=10)
+    assert await store.lease_due_deadlines(after, 10, lease_s=10) == first
+
+
+async def test_only_due_deadlines_are_leased_earliest_first(store: Store) -> None:
+    for i in (2, 0, 1):
+        await applied(store, create(f"o-{i}"), NOW + timedelta(seconds=i))
+    at = NOW + timedelta(seconds=301)
+
+    leased = await store.lease_due_deadlines(at, 10, lease_s=5)
+
+    assert [d.order_id for d in leased] == ["o-0", "o-1"]
+    assert await store.due_deadlines(at, 10) == leased  # still stored
+
+
+async def test_a_fired_deadline_is_gone_for_every_caller(store: Store) -> None:
+    # given a deadline leased and fired
+    await applied(store, create("o-1"))
+    due_at = NOW + timedelta(seconds=300)
+    [deadline] = await store.lease_due_deadlines(due_at, 10, lease_s=1)
+    await applied(store, fire(deadline.order_id, deadline.kind), due_at)
+
+    # then, once the lease has ended, there is nothing left to lease
+    later = due_at + timedelta(seconds=5)
+    assert await store.lease_due_deadlines(later, 10, lease_s=1) == []
+    assert await store.next_due_at() is None
+
+
+async def test_two_stores_leasing_at_once_share_the_deadlines_out(
+    store: Store, spec: StoreSpec
+) -> None:
+    # given 40 due deadlines
+    await store.apply([create(f"o-{i}") for i in range(40)], NOW, TIMEOUTS)
+    due_at = NOW + timedelta(seconds=300)
+
+    # when two stores (two nodes) lease in small bites at once
+    async with opened(spec) as other:
+        bites = [
+            target.lease_due_deadlines(due_at, 5, lease_s=60)
+            for _ in range(6)
+            for target in (store, other)
+        ]
+        leased = [d.order_id for bite in await asyncio.gather(*bites) for d in bite]
+
+    # then each deadline went to exactly one of them
+    assert sorted(leased) == sorted(f"o-{i}" for i in range(40))
+
+
+# current seqs
+
+
+async def test_order_seqs_answer_for_the_orders_that_exist(store: Store) -> None:
+    await accepted_order(store, "o-1")
+    await applied(store, create("o-2"))
+
+    seqs = await store.order_seqs(["o-1", "o-2", "o-unknown"])
+
+    assert seqs == {"o-1": 2, "o-2": 1}
+    assert await store.order_seqs([]) == {}
+
+
+async def test_order_seqs_read_long_lists_in_parts(store: Store) -> None:
+    ids = [f"o-{i}" for i in range(2500)]
+    await store.apply([create(i) for i in ids[::100]], NOW, TIMEOUTS)
+
+    seqs = await store.order_seqs(ids)
+
+    assert seqs == dict.fromkeys(ids[::100], 1)
+
+
+async def test_an_open_store_answers_a_ping(store: Store) -> None:
+    await store.ping()
+
+
 # concurrency
 
 
@@ -576,6 +665,51 @@ async def test_stores_in_separate_processes_keep_seq_gapless(
     assert {e.data["courierId"].split("-")[0] for e in events[2:]} == {"p0", "p1"}
 
 
+async def test_two_stores_creating_one_order_at_once_create_it_once(
+    store: Store, spec: StoreSpec
+) -> None:
+    # given two stores (two nodes) on one database
+    async with opened(spec) as other:
+        # when both create the same orders at the same moment
+        writes = [
+            target.apply([create(f"o-{i}")], NOW, TIMEOUTS)
+            for i in range(20)
+            for target in (store, other)
+        ]
+        results = await asyncio.gather(*writes)
+
+    # then each order was created once, and the other create was refused
+    outcomes = [outcome for [outcome] in results]
+    assert sum(isinstance(o, Applied) for o in outcomes) == 20
+    refused = [o for o in outcomes if isinstance(o, Refused)]
+    assert all(isinstance(o.error, OrderExists) for o in refused)
+    for i in range(20):
+        assert_gapless(await store.read_events(f"o-{i}"), 1)
+
+
+async def test_a_deadline_fired_by_two_stores_at_once_fires_once(
+    store: Store, spec: StoreSpec
+) -> None:
+    # given accepted orders whose courier deadline came due
+    for i in range(10):
+        await accepted_order(store, f"o-{i}")
+    due_at = NOW + timedelta(seconds=600)
+
+    # when two stores fire every one of them at the same moment
+    async with opened(spec) as other:
+        fires = [
+            target.apply([fire(f"o-{i}", "courier_assignment")], due_at, TIMEOUTS)
+            for i in range(10)
+            for target in (store, other)
+        ]
+        await asyncio.gather(*fires)
+
+    # then each order has one dispatch.overdue
+    for i in range(10):
+        names = [e.name for e in await store.read_events(f"o-{i}")]
+        assert names.count("dispatch.overdue") == 1, names
+
+
 # durability
 
 
@@ -618,63 +752,73 @@ async def test_closed_store_refuses_every_call(spec: StoreSpec) -> None:
             await call()
 
 
-# SQLite only: the schema as migrated
+# the schema as migrated
 
 
-def test_migration_creates_exactly_the_schema_of_schema_py(tmp_path: Path) -> None:
-    # given a database created by the store's migration
-    path = tmp_path / "migrated.db"
+def _schema_of(connection: sa.Connection) -> dict[str, Any]:
+    inspector = sa.inspect(connection)
+    return {
+        "diff": compare_metadata(MigrationContext.configure(connection), metadata),
+        "tables": set(inspector.get_table_names()),
+        "columns": {
+            table: {
+                c["name"]: (str(c["type"]), c["nullable"])
+                for c in inspector.get_columns(table)
+            }
+            for table in metadata.tables
+        },
+        "indexes": {
+            # PostgreSQL lists the index behind a unique constraint as well
+            table: {
+                i["name"]
+                for i in inspector.get_indexes(table)
+                if "duplicates_constraint" not in i
+            }
+            for table in metadata.tables
+        },
+        "dialect": connection.dialect,
+    }
 
-    async def open_and_close() -> None:
-        store = SqliteStore(path)
-        await store.open()
-        await store.close()
 
-    asyncio.run(open_and_close())
+async def test_migration_creates_exactly_the_schema_of_schema_py(
+    spec: StoreSpec,
+) -> None:
+    # given a database created by the store's migrations
+    with spec.empty() as empty:
+        async with opened(empty):
+            pass
+        schema = await empty.look(_schema_of)
 
     # then alembic's autogenerate finds nothing to change
-    engine = sa.create_engine(f"sqlite:///{path}")
-    try:
-        with engine.connect() as connection:
-            diff = compare_metadata(MigrationContext.configure(connection), metadata)
-            inspector = sa.inspect(connection)
-            tables = set(inspector.get_table_names())
-            columns = {
-                table: {
-                    c["name"]: (str(c["type"]), c["nullable"])
-                    for c in inspector.get_columns(table)
-                }
-                for table in metadata.tables
-            }
-            indexes = {
-                table: {i["name"] for i in inspector.get_indexes(table)}
-                for table in metadata.tables
-            }
-    finally:
-        engine.dispose()
-    assert diff == []
+    assert schema["diff"] == []
 
     # and the tables, columns and indexes are those of schema.py
-    assert tables == {*metadata.tables, "alembic_version"}
+    assert schema["tables"] == {*metadata.tables, "alembic_version"}
     for name, table in metadata.tables.items():
         expected = {
-            c.name: (str(c.type.compile(engine.dialect)), c.nullable)
+            c.name: (str(c.type.compile(schema["dialect"])), c.nullable)
             for c in table.columns
         }
-        assert columns[name] == expected, name
-        assert indexes[name] == {i.name for i in table.indexes}, name
+        assert schema["columns"][name] == expected, name
+        assert schema["indexes"][name] == {i.name for i in table.indexes}, name
 
 
-async def test_two_stores_opening_a_new_database_at_once(tmp_path: Path) -> None:
-    stores = [SqliteStore(tmp_path / "fresh.db") for _ in range(3)]
+async def test_stores_opening_a_new_database_at_once_migrate_it_once(
+    spec: StoreSpec,
+) -> None:
+    with spec.empty() as empty:
+        stores = [empty.make() for _ in range(3)]
 
-    await asyncio.gather(*(s.open() for s in stores))
-    try:
-        outcomes = await asyncio.gather(
-            *(s.apply([create(f"o-{i}")], NOW, TIMEOUTS) for i, s in enumerate(stores))
-        )
-    finally:
-        for s in stores:
-            await s.close()
+        await asyncio.gather(*(s.open() for s in stores))
+        try:
+            outcomes = await asyncio.gather(
+                *(
+                    s.apply([create(f"o-{i}")], NOW, TIMEOUTS)
+                    for i, s in enumerate(stores)
+                )
+            )
+        finally:
+            for s in stores:
+                await s.close()
 
     assert all(isinstance(o, Applied) for [o] in outcomes)
