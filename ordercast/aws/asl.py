@@ -11,9 +11,10 @@ How a wait works: the step writes its task token to the task tokens table in
 a transaction that also checks the order still stands at the seq the step
 waits after. A command handler records its event first and reads the token
 second, so either it finds the token, or the step's check fails and the step
-reads the event the handler recorded (`Resync`). Deadlines are recorded by the
-state machine itself with the same conditional write on seq as commands, so a
-command and a deadline that race leave one winner and no gap.
+reads the event the handler recorded (`Resync`); both transactions touch the
+order's item, so DynamoDB puts one wholly before the other. Deadlines are
+recorded by the state machine itself with the same conditional write on seq as
+commands, so a command and a deadline that race leave one winner and no gap.
 
 The definition names its resources as `${...}` placeholders, filled in by the
 SAM template's `DefinitionSubstitutions`. Deadline lengths come with the

@@ -7,7 +7,7 @@ import pytest
 from moto import mock_aws
 
 from ordercast.aws.runtime import services
-from tests.aws.harness import REGION, Stack
+from tests.aws.harness import REGION, Stack, atomic_dynamodb_requests
 
 FAST_DEADLINES = {
     "ORDERCAST_RESTAURANT_TIMEOUT_S": "600",
@@ -32,7 +32,10 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def moto() -> Iterator[None]:
     """One moto for the session: a worker thread of a state machine that ends
     after its test still talks to moto, never to the network."""
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+    with (
+        mock_aws(config={"stepfunctions": {"execute_state_machine": True}}),
+        atomic_dynamodb_requests(),
+    ):
         yield
 
 

@@ -6,6 +6,12 @@ Gateway and the Lambda service: it builds the events each handler receives
 (from the samples in tests/events/), and it passes what the state machine
 publishes on the topic to the notifier, as SNS would. The state machine
 itself is the committed ASL, run by moto.
+
+moto runs each execution in a thread of its own, so the handlers and the state
+machine reach moto's DynamoDB at the same time, as they reach DynamoDB on AWS.
+DynamoDB applies each request at one instant (a transaction all or nothing,
+serializable with every other write and with `GetItem`); moto does not, and
+`atomic_dynamodb_requests` gives that guarantee back.
 """
 
 from __future__ import annotations
@@ -13,11 +19,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 from urllib.parse import quote
 
 import boto3
@@ -25,6 +34,7 @@ import yaml
 from botocore.exceptions import ClientError
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 from moto.core import DEFAULT_ACCOUNT_ID
+from moto.dynamodb.responses import DynamoHandler
 
 from ordercast.aws.handlers import http, notifier, websocket
 from ordercast.aws.runtime import Services, services
@@ -42,6 +52,30 @@ STAGE = "live"
 def sample(name: str) -> dict[str, Any]:
     """A sample AWS event from tests/events/, fresh for each use."""
     return dict(json.loads((EVENTS / f"{name}.json").read_text()))
+
+
+@contextlib.contextmanager
+def atomic_dynamodb_requests() -> Iterator[None]:
+    """Let moto's DynamoDB handle one request at a time, whatever the thread.
+
+    moto's `TransactWriteItems` checks and writes its items one after another
+    and undoes a cancelled one by restoring whole tables from copies, with no
+    lock: a request from another thread can land between a ConditionCheck and
+    the Put it guards, or be wiped out by the restore (moto does not support
+    concurrent access, getmoto/moto#7166). DynamoDB applies each request at
+    one instant, and the workflow relies on exactly that (docs/aws.md, "The
+    workflow"); requests still interleave freely between one another. Drop
+    this when moto's DynamoDB applies each request atomically.
+    """
+    lock = threading.RLock()
+    call_action = DynamoHandler.call_action
+
+    def one_at_a_time(handler: DynamoHandler) -> Any:
+        with lock:
+            return call_action(handler)
+
+    with mock.patch.object(DynamoHandler, "call_action", one_at_a_time):
+        yield
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -179,6 +213,56 @@ class Stack:
                 # moto may not have set up a just-started execution yet
                 with contextlib.suppress(ClientError, AttributeError):
                     self.sfn.stop_execution(executionArn=execution["executionArn"])
+
+    @contextlib.contextmanager
+    def around_token_write(
+        self,
+        seq: int,
+        before: Callable[[], object] | None = None,
+        after: Callable[[], object] | None = None,
+    ) -> Iterator[None]:
+        """Run `before` just before the state machine's request that stores the
+        token of the step waiting after event `seq`, and `after` just after it.
+
+        Both run once, in the execution's thread, between whole requests: the
+        interleavings a handler and the state machine can have on AWS.
+        """
+        session = boto3.DEFAULT_SESSION
+        assert session is not None, "the stack made its clients: boto3 has a session"
+        tokens = self.names["TaskTokensTable"]
+        fired: set[str] = set()
+
+        def stores_token(params: dict[str, Any]) -> bool:
+            puts = [item["Put"] for item in params["TransactItems"] if "Put" in item]
+            return any(
+                put["TableName"] == tokens and put["Item"]["seq"] == {"N": str(seq)}
+                for put in puts
+            )
+
+        def on_request(
+            params: dict[str, Any], context: dict[str, Any], **_: Any
+        ) -> None:
+            if "before" not in fired and stores_token(params):
+                fired.add("before")
+                context["ordercast_token_write"] = True
+                if before is not None:
+                    before()
+
+        def on_answer(context: dict[str, Any], **_: Any) -> None:
+            if context.get("ordercast_token_write") and "after" not in fired:
+                fired.add("after")
+                if after is not None:
+                    after()
+
+        request = "before-parameter-build.dynamodb.TransactWriteItems"
+        answer = "after-call.dynamodb.TransactWriteItems"
+        session.events.register(request, on_request, unique_id="ordercast-before")
+        session.events.register(answer, on_answer, unique_id="ordercast-after")
+        try:
+            yield
+        finally:
+            session.events.unregister(request, unique_id="ordercast-before")
+            session.events.unregister(answer, unique_id="ordercast-after")
 
     # HTTP API
 

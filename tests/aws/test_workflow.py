@@ -5,13 +5,19 @@ Deadlines here are one second long; the waits scale with UNIT_S.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
+import pytest
+from moto.dynamodb.models import DynamoDBBackend
+
+from ordercast.aws.workflow import execution_name
 from ordercast.lifecycle import Actor, Command, Request, Role
 from ordercast.store.base import Applied, Submission
-from tests.aws.harness import Stack
+from tests.aws.harness import Reply, Stack
 from tests.support import UNIT_S, wait_until
 
 
@@ -26,6 +32,24 @@ def _record_without_resume(stack: Stack, order_id: str, request: Request) -> Non
         Submission(order_id, request=request), datetime.now(UTC), svc.settings.timeouts
     )
     assert isinstance(outcome, Applied)
+
+
+def _states_entered(stack: Stack, order_id: str) -> list[str]:
+    arn = stack.state_machine_arn.replace(":stateMachine:", ":execution:")
+    history = stack.sfn.get_execution_history(
+        executionArn=f"{arn}:{execution_name(order_id)}"
+    )
+    return [
+        event["stateEnteredEventDetails"]["name"]
+        for event in history["events"]
+        if "stateEnteredEventDetails" in event
+    ]
+
+
+def _accept(stack: Stack, order_id: str, replies: list[Reply]) -> Callable[[], None]:
+    return lambda: replies.append(
+        stack.command(order_id, "accept", "restaurant", "r-1")
+    )
 
 
 def test_silent_restaurant_rejects_the_order_by_timeout(
@@ -143,3 +167,74 @@ def test_deadline_that_loses_the_race_to_a_command_records_nothing(
     ]
     events = stack.services.store.read_events("o-5")
     assert [e.name for e in events] == ["order.received", "order.accepted"]
+
+
+def test_command_recorded_before_the_step_stores_its_token_is_announced_once(
+    stack: Stack,
+) -> None:
+    # given an accept recorded after the order's first announcement, just
+    # before the waiting step's request to store its token
+    replies: list[Reply] = []
+    with stack.around_token_write(1, before=_accept(stack, "o-6", replies)):
+        stack.create("o-6")
+
+        # when the step's check finds the order moved on
+        stack.settle("o-6", 2)
+
+    # then the handler found no token to resume, the step read the event
+    # itself, and each event was announced once
+    assert [reply.status for reply in replies] == [200]
+    assert "Resync" in _states_entered(stack, "o-6")
+    assert [seq for seq, _, _ in _names(stack, "o-6")] == [1, 2]
+    assert stack.services.store.task_token("o-6").seq == 2
+
+
+def test_command_recorded_after_the_step_stores_its_token_resumes_it(
+    stack: Stack,
+) -> None:
+    # given an accept recorded just after the waiting step stored its token
+    replies: list[Reply] = []
+    with stack.around_token_write(1, after=_accept(stack, "o-7", replies)):
+        stack.create("o-7")
+
+        # when the handler reads the token
+        stack.settle("o-7", 2)
+
+    # then it resumed the step with the event, and nothing was read again
+    assert [reply.status for reply in replies] == [200]
+    assert "Resync" not in _states_entered(stack, "o-7")
+    assert [seq for seq, _, _ in _names(stack, "o-7")] == [1, 2]
+    assert stack.services.store.task_token("o-7").seq == 2
+
+
+def test_command_arriving_inside_the_steps_transaction_waits_for_it(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The harness's DynamoDB applies a transaction at one instant, as DynamoDB
+    does: without that, moto lets this command run between the step's check
+    and its token write, and the step waits for ever after a seq already past."""
+    # given an accept sent while moto is inside the step's transaction, its
+    # ConditionCheck passed and its token not yet written
+    replies: list[Reply] = []
+    racing = threading.Thread(target=_accept(stack, "o-9", replies))
+    put_item = DynamoDBBackend.put_item
+
+    def put_item_late(
+        backend: DynamoDBBackend, table: str, *args: Any, **kw: Any
+    ) -> Any:
+        if table == stack.names["TaskTokensTable"] and racing.ident is None:
+            racing.start()
+            racing.join(2 * UNIT_S)  # as long as the command may take the lead
+        return put_item(backend, table, *args, **kw)
+
+    monkeypatch.setattr(DynamoDBBackend, "put_item", put_item_late)
+    stack.create("o-9")
+
+    # when the transaction ends
+    stack.settle("o-9", 2)
+    racing.join()
+
+    # then the command went after it, found the token and resumed the step
+    assert [reply.status for reply in replies] == [200]
+    assert "Resync" not in _states_entered(stack, "o-9")
+    assert [seq for seq, _, _ in _names(stack, "o-9")] == [1, 2]
