@@ -14,10 +14,12 @@ from rich.console import Console
 from ordercast.auth import issue_token
 from ordercast.lifecycle import Role
 from ordercast.settings import Settings
+from ordercast.webhooks.cli import app as webhooks_app
 
 app = typer.Typer(
     help="Live food-delivery order status over WebSocket.", no_args_is_help=True
 )
+app.add_typer(webhooks_app, name="webhooks")
 
 
 @app.command()
@@ -35,6 +37,8 @@ def serve(
         level=log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # httpx logs every webhook request at INFO; ours says what matters
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.root.level))
     uvicorn.run(
         create_app(Settings()),
         host=host,

@@ -15,7 +15,11 @@ from ordercast.gateway.websocket import WebSocketGateway
 from ordercast.notifier import Notifier
 from ordercast.settings import Settings
 from ordercast.store.base import Store
+from ordercast.store.outbox import SqlWebhookStore
+from ordercast.store.sql import SqlStore
 from ordercast.store.sqlite import SqliteStore
+from ordercast.webhooks.attempts import RetryPolicy
+from ordercast.webhooks.dispatcher import Dispatcher, WebhookSettings
 
 logger = logging.getLogger(__name__)
 
@@ -32,15 +36,21 @@ class Runtime:
     notifier: Notifier
     gateway: WebSocketGateway
     verifier: TokenVerifier
+    webhooks: Dispatcher | None = None
+    """Routing rules and webhook deliveries, on stores that keep an outbox."""
 
     async def start(self) -> None:
         await self.store.open()
         await self.bus.start()
         self.bus.subscribe(self.notifier.handle)
+        if self.webhooks is not None:
+            await self.webhooks.start()  # before the first command is written
         await self.engine.start()
 
     async def stop(self) -> None:
         await self.engine.stop()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         await self.bus.close()
         await self.store.close()
 
@@ -67,6 +77,26 @@ def build_bus(settings: Settings) -> Bus:
     raise ValueError(f"unsupported ORDERCAST_BUS_URL: {settings.bus_url}")
 
 
+def build_webhooks(settings: Settings, store: Store) -> Dispatcher | None:
+    """The webhook dispatcher, for stores that keep an outbox (SQL ones)."""
+    if not isinstance(store, SqlStore):
+        return None
+    retry = RetryPolicy(
+        settings.webhook_max_attempts,
+        settings.webhook_retry_base_s,
+        settings.webhook_retry_max_s,
+    )
+    webhook_settings = WebhookSettings(
+        retry,
+        settings.webhook_timeout_s,
+        settings.webhook_concurrency,
+        settings.webhook_lease_margin_s,
+        settings.webhook_poll_s,
+        settings.webhook_log_size,
+    )
+    return Dispatcher(SqlWebhookStore(store), webhook_settings)
+
+
 def build_runtime(settings: Settings) -> Runtime:
     store = build_store(settings)
     bus = build_bus(settings)
@@ -74,4 +104,7 @@ def build_runtime(settings: Settings) -> Runtime:
     hub = Hub(store, settings.location_interval_s, EtaTracker(store))
     verifier = TokenVerifier(settings.token_secret)
     gateway = WebSocketGateway(hub, verifier, settings.max_outbox_frames)
-    return Runtime(settings, store, bus, engine, hub, Notifier(hub), gateway, verifier)
+    webhooks = build_webhooks(settings, store)
+    return Runtime(
+        settings, store, bus, engine, hub, Notifier(hub), gateway, verifier, webhooks
+    )

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command as alembic_command
@@ -40,6 +40,7 @@ from ordercast.lifecycle import (
     fire_deadline,
 )
 from ordercast.lifecycle.transitions import SYSTEM
+from ordercast.routing.rules import Routed, Routes, RuleSet, route
 from ordercast.store.base import (
     Applied,
     DueDeadline,
@@ -49,9 +50,18 @@ from ordercast.store.base import (
     Refused,
     Submission,
 )
-from ordercast.store.schema import deadlines, events, idempotency_keys, orders
+from ordercast.store.schema import (
+    PENDING,
+    deadlines,
+    events,
+    idempotency_keys,
+    orders,
+    webhook_deliveries,
+)
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def to_ms(at: datetime) -> int:
@@ -79,6 +89,9 @@ class SqlStore:
         self._reader = reader
         self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
         self._closed = False
+        self.routes: Routes | None = None
+        """Rules to match new events against: each match is recorded as a
+        webhook delivery in the event's transaction (set by the dispatcher)."""
 
     async def open(self) -> None:
         await self._in_writer(migrate, self._writer)
@@ -107,13 +120,48 @@ class SqlStore:
     def _apply_batch(
         self, submissions: Sequence[Submission], now: datetime, timeouts: Timeouts
     ) -> list[Outcome]:
+        routes = self.routes
+        rules = routes.rules if routes is not None else None
         with self._writer.begin() as connection:
             now = from_ms(to_ms(now))  # what is stored is what is answered
-            batch = _Batch(connection, now, timeouts)
+            batch = _Batch(connection, now, timeouts, rules)
             batch.prefetch(submissions)
             outcomes = [batch.apply(submission) for submission in submissions]
             batch.flush()
+        if routes is not None and batch.deliveries:
+            routes.recorded({row["target_id"] for row in batch.deliveries})
         return outcomes
+
+    # for the other tables of the same database (ordercast.store.outbox)
+
+    async def transact(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in one write transaction, in turn with command batches.
+
+        Raises:
+            StoreError: the database failed; nothing `work` wrote was kept.
+        """
+
+        def run() -> T:
+            with self._writer.begin() as connection:
+                return work(connection)
+
+        try:
+            result: T = await self._in_writer(run)
+            return result
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"not recorded: {exc}") from exc
+
+    async def query(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` on a reader connection, off the event loop.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        try:
+            result: T = await asyncio.to_thread(self._read, work)
+            return result
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"query failed: {exc}") from exc
 
     # queries
 
@@ -243,10 +291,18 @@ def _load_events(
 class _Batch:
     """One write transaction: decisions made in memory, rows written in `flush`."""
 
-    def __init__(self, connection: Connection, now: datetime, timeouts: Timeouts):
+    def __init__(
+        self,
+        connection: Connection,
+        now: datetime,
+        timeouts: Timeouts,
+        rules: RuleSet | None = None,
+    ):
         self.connection = connection
         self.now = now
         self.timeouts = timeouts
+        self.rules = rules if rules is not None and not rules.is_empty else None
+        self.deliveries: list[dict[str, Any]] = []
         self.orders: dict[str, OrderRecord | None] = {}
         self.created: set[str] = set()
         self.new_events: list[Event] = []
@@ -327,6 +383,9 @@ class _Batch:
         )
         self.new_events.extend(new)
         self.actors.extend(actor for _ in new)
+        if self.rules is not None:
+            routed = route(new, decision.order, self.rules)
+            self.deliveries.extend(_delivery_row(r, self.now) for r in routed)
         if before is None:
             self.created.add(order_id)
         created_at = before.created_at if before else self.now
@@ -425,6 +484,8 @@ class _Batch:
                 execute(deadlines.insert(), due)
         if self.new_keys:
             execute(idempotency_keys.insert(), self.new_keys)
+        if self.deliveries:
+            execute(webhook_deliveries.insert(), self.deliveries)
 
     def _with_actors(self) -> zip[tuple[Event, Actor]]:
         return zip(self.new_events, self.actors, strict=True)
@@ -473,6 +534,28 @@ def _event_row(event: Event, actor: Actor) -> dict[str, Any]:
         "data": event.data,
         "actor_role": actor.role.value,
         "actor_subject": actor.subject,
+    }
+
+
+def _delivery_row(routed: Routed, now: datetime) -> dict[str, Any]:
+    """An outbox row: due now, leased by nobody."""
+    now_ms = to_ms(now)
+    return {
+        "target_id": routed.target_id,
+        "order_id": routed.event.order_id,
+        "seq": routed.event.seq,
+        "event_id": routed.event.event_id,
+        "rule_ids": list(routed.rule_ids),
+        "body": routed.body,
+        "state": PENDING,
+        "attempts": 0,
+        "next_attempt_at_ms": now_ms,
+        "lease_owner": None,
+        "lease_until_ms": 0,
+        "last_status": None,
+        "last_error": None,
+        "created_at_ms": now_ms,
+        "updated_at_ms": now_ms,
     }
 
 

@@ -1,0 +1,525 @@
+"""The dispatcher: sends the outbox's deliveries, each target on its own worker.
+
+The store's writer records deliveries with their events and tells the
+dispatcher which targets got some (`recorded`, from the writer's thread); it
+never waits for a target. Each target has a worker that claims the target's
+due deliveries (at most `concurrency` in flight, at most one per order, the
+lowest seq first), posts them, and settles each one: delivered, retry later,
+or dead. Claims and settlements of every worker go to the store together, one
+transaction at a time (`_Ledger`), taking turns with command batches.
+
+A slow or failing target fills only its own worker's slots: other targets,
+the writer and the WebSocket push go on. A process that dies leaves its
+deliveries leased; they are due again when the lease ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import orjson
+from ulid import ULID
+
+from ordercast.errors import StoreError
+from ordercast.routing.rules import Routing, RuleSet, Target, compile_rules
+from ordercast.webhooks.attempts import (
+    RetryPolicy,
+    clip,
+    is_success,
+    request_headers,
+    retry_after_s,
+)
+from ordercast.webhooks.base import (
+    Attempt,
+    Claimed,
+    ClaimRequest,
+    Delivery,
+    Outcome,
+    Settlement,
+    WebhookStore,
+)
+from ordercast.wire.frames import format_at
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+MAX_RESPONSE_BYTES = 16 * 1024
+"""Most of a target's answer that is read; the rest is dropped."""
+
+PRUNE_EVERY_S = 60.0
+"""How often the delivery log is cut back to `log_size` per target."""
+
+RETRY_CLAIM_S = 0.05
+"""Pause before claiming again when due deliveries were taken by another process."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """How the dispatcher sends (ORDERCAST_WEBHOOK_* settings)."""
+
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout_s: float = 10.0
+    concurrency: int = 8
+    lease_margin_s: float = 30.0
+    poll_s: float = 1.0
+    log_size: int = 1000
+
+
+class Dispatcher:
+    """Workers for every target, kept in step with the stored rules.
+
+    Also the `Routes` the store's writer reads: `rules` is swapped whole
+    whenever rules or targets change, here or in another process.
+    """
+
+    def __init__(
+        self,
+        store: WebhookStore,
+        settings: WebhookSettings,
+        clock: Clock = utc_now,
+        draw: Callable[[], float] = random.random,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.draw = draw
+        self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.routing = Routing()
+        self._rules = RuleSet()
+        self._workers: dict[str, _Worker] = {}
+        self._ledger = _Ledger(store, self.owner, clock)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._retired: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._install_lock = asyncio.Lock()
+
+    # Routes, read by the store's writer
+
+    @property
+    def rules(self) -> RuleSet:
+        return self._rules
+
+    def recorded(self, target_ids: set[str]) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake, target_ids)
+
+    # lifecycle
+
+    async def start(self) -> None:
+        """Load the rules, start a worker per target, and attach to the store."""
+        self._loop = asyncio.get_running_loop()
+        await self.reload()
+        self.store.attach(self)
+        self._tasks = [
+            asyncio.create_task(self._ledger.run(), name="webhooks-ledger"),
+            asyncio.create_task(self._watch(), name="webhooks-watch"),
+        ]
+        logger.info("webhooks started with %d targets", len(self._workers))
+
+    async def stop(self) -> None:
+        """Stop sending; deliveries in flight are due again at once."""
+        for task in self._tasks[1:]:
+            task.cancel()
+        for worker in self._workers.values():
+            await worker.stop()
+        self._workers.clear()
+        ledger = self._tasks[0] if self._tasks else None
+        if ledger is not None:
+            await self._ledger.drain()
+            ledger.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        try:
+            await self.store.release(self.owner)
+        except StoreError:
+            logger.warning("could not release leases; they end on their own")
+
+    async def reload(self) -> None:
+        """Read rules and targets again and apply them: call after a change."""
+        routing = await self.store.load_routing()
+        async with self._install_lock:
+            if routing.version >= self.routing.version:
+                self._install(routing)
+
+    def wake_all(self) -> None:
+        """Have every worker look for due deliveries now (after a replay)."""
+        self._wake(set(self._workers))
+
+    def target(self, target_id: str) -> Target | None:
+        """The target as last loaded, or None."""
+        worker = self._workers.get(target_id)
+        return worker.target if worker else None
+
+    async def send_test(self, target: Target) -> Attempt:
+        """Post a signed `webhook.test` document to the target now, and log it.
+
+        It goes around the outbox: nothing is retried, nothing dead-lettered.
+        """
+        now = self.clock()
+        event_id = f"test-{ULID()}"
+        document = {
+            "type": "webhook.test",
+            "eventId": event_id,
+            "targetId": target.target_id,
+            "at": format_at(now),
+        }
+        worker = self._workers.get(target.target_id)
+        async with contextlib.AsyncExitStack() as stack:
+            if worker is not None:
+                client = worker.client
+            else:
+                client = await stack.enter_async_context(_client(1))
+            status, error, _, latency_ms = await post(
+                client,
+                target,
+                event_id,
+                orjson.dumps(document),
+                1,
+                target.timeout_s or self.settings.timeout_s,
+            )
+        attempt = Attempt(
+            target.target_id, event_id, 1, now, latency_ms, Outcome.TEST, status, error
+        )
+        await self.store.log_attempts([attempt])
+        return attempt
+
+    # inside
+
+    def _install(self, routing: Routing) -> None:
+        self._rules = compile_rules(routing.rules, routing.version)
+        self.routing = routing
+        wanted = {target.target_id: target for target in routing.targets}
+        for target_id in list(self._workers):
+            if target_id not in wanted:
+                retiring = asyncio.create_task(self._workers.pop(target_id).stop())
+                self._retired.add(retiring)
+                retiring.add_done_callback(self._retired.discard)
+        for target_id, target in wanted.items():
+            if target_id in self._workers:
+                self._workers[target_id].target = target
+            else:
+                worker = _Worker(self, target)
+                self._workers[target_id] = worker
+                worker.start()
+
+    def _wake(self, target_ids: set[str]) -> None:
+        for target_id in target_ids:
+            worker = self._workers.get(target_id)
+            if worker is not None:
+                worker.wake.set()
+
+    async def _watch(self) -> None:
+        """Follow changes made by other processes; keep the log short."""
+        pruned_at = time.monotonic()
+        while True:
+            await asyncio.sleep(self.settings.poll_s)
+            try:
+                if await self.store.routing_version() != self.routing.version:
+                    await self.reload()
+                if time.monotonic() - pruned_at > PRUNE_EVERY_S:
+                    pruned_at = time.monotonic()
+                    await self.store.prune_attempts(self.settings.log_size)
+            except StoreError:
+                logger.warning("could not read the routing version", exc_info=True)
+
+
+class _Worker:
+    """Claims and sends one target's deliveries, `concurrency` at a time."""
+
+    def __init__(self, dispatcher: Dispatcher, target: Target) -> None:
+        self.dispatcher = dispatcher
+        self.target = target
+        self.settings = dispatcher.settings
+        self.client = _client(self.settings.concurrency)
+        self.wake = asyncio.Event()
+        self.in_flight: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        name = f"webhooks-{self.target.target_id}"
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=name)
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self.in_flight) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.client.aclose()
+
+    @property
+    def timeout_s(self) -> float:
+        return self.target.timeout_s or self.settings.timeout_s
+
+    async def _run(self) -> None:
+        while True:
+            self.wake.clear()
+            wait_s = self.settings.poll_s
+            free = self.settings.concurrency - len(self.in_flight)
+            if free > 0:
+                claimed = await self._claim(free)
+                for delivery in claimed.deliveries:
+                    task = asyncio.create_task(self._send(delivery))
+                    self.in_flight.add(task)
+                    task.add_done_callback(self._finished)
+                wait_s = self._wait_s(claimed, free)
+            if wait_s > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait_s):
+                        await self.wake.wait()
+
+    async def _claim(self, limit: int) -> Claimed:
+        lease_s = self.timeout_s + self.settings.lease_margin_s
+        request = ClaimRequest(self.target.target_id, limit, lease_s)
+        try:
+            return await self.dispatcher._ledger.claim(request)
+        except StoreError:
+            logger.warning("could not claim deliveries; retrying", exc_info=True)
+            return Claimed((), None)
+
+    def _wait_s(self, claimed: Claimed, free: int) -> float:
+        """How long to sleep before claiming again (a wake cuts it short)."""
+        if claimed.next_due_at is None:
+            return self.settings.poll_s
+        due_in_s = (claimed.next_due_at - self.dispatcher.clock()).total_seconds()
+        if due_in_s > 0:
+            return min(due_in_s, self.settings.poll_s)
+        if len(claimed.deliveries) == free:
+            return self.settings.poll_s  # full: a finished send wakes us
+        return RETRY_CLAIM_S  # due ones went to another process
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.in_flight.discard(task)
+        self.wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("webhook send failed", exc_info=task.exception())
+
+    async def _send(self, delivery: Delivery) -> None:
+        target = self.target
+        number = delivery.attempts + 1
+        started = self.dispatcher.clock()
+        status, error, wait_at_least_s, latency_ms = await post(
+            self.client,
+            target,
+            delivery.event_id,
+            delivery.body.encode(),
+            number,
+            self.timeout_s,
+        )
+        settlement = self._settlement(
+            delivery, number, started, status, error, wait_at_least_s, latency_ms
+        )
+        try:
+            await self.dispatcher._ledger.settle(settlement)
+        except StoreError:
+            # the lease ends and the delivery is sent again: at least once
+            logger.warning(
+                "could not record an attempt",
+                exc_info=True,
+                extra={"order_id": delivery.order_id, "seq": delivery.seq},
+            )
+
+    def _settlement(
+        self,
+        delivery: Delivery,
+        number: int,
+        started: datetime,
+        status: int | None,
+        error: str | None,
+        wait_at_least_s: float | None,
+        latency_ms: int,
+    ) -> Settlement:
+        target, policy = self.target, self._policy()
+        next_at = None
+        if status is not None and is_success(status):
+            outcome = Outcome.DELIVERED
+        elif policy.gives_up(number):
+            outcome = Outcome.DEAD
+            logger.warning(
+                "webhook delivery to %s gave up after %d attempts",
+                target.target_id,
+                number,
+                extra={"order_id": delivery.order_id, "seq": delivery.seq},
+            )
+        else:
+            outcome = Outcome.RETRYING
+            delay_s = policy.delay_s(number, wait_at_least_s, self.dispatcher.draw)
+            next_at = self.dispatcher.clock() + timedelta(seconds=delay_s)
+        attempt = Attempt(
+            target.target_id,
+            delivery.event_id,
+            number,
+            started,
+            latency_ms,
+            outcome,
+            status,
+            error,
+            delivery.delivery_id,
+            delivery.order_id,
+            delivery.seq,
+        )
+        return Settlement(delivery, attempt, next_at)
+
+    def _policy(self) -> RetryPolicy:
+        retry = self.settings.retry
+        if self.target.max_attempts is None:
+            return retry
+        return RetryPolicy(self.target.max_attempts, retry.base_s, retry.max_delay_s)
+
+
+async def post(
+    client: httpx.AsyncClient,
+    target: Target,
+    event_id: str,
+    body: bytes,
+    attempt: int,
+    timeout_s: float,
+) -> tuple[int | None, str | None, float | None, int]:
+    """Post one signed attempt: (status, error, Retry-After, latency in ms).
+
+    Never raises for what the network or the target does: a refused
+    connection or a timeout comes back as an error text with no status.
+    """
+    headers = request_headers(target.secret, event_id, body, int(time.time()), attempt)
+    status = error = wait_s = None
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout_s):
+            request = client.build_request(
+                "POST", target.url, content=body, headers=headers
+            )
+            response = await client.send(request, stream=True)
+            try:
+                status = response.status_code
+                wait_s = retry_after_s(response.headers.get("retry-after"))
+                await _read_some(response)
+            finally:
+                await response.aclose()
+    except TimeoutError:
+        error = f"no answer within {timeout_s:g} s"
+    except httpx.HTTPError as exc:
+        error = clip(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+    latency_ms = round((time.perf_counter() - started) * 1000)
+    if status is not None and not is_success(status):
+        error = f"answered {status}"
+    return status, error, wait_s, latency_ms
+
+
+async def _read_some(response: httpx.Response) -> None:
+    """Read the answer's first bytes, so that the connection can be reused."""
+    read = 0
+    async for chunk in response.aiter_raw():
+        read += len(chunk)
+        if read > MAX_RESPONSE_BYTES:
+            break
+
+
+def _client(concurrency: int) -> httpx.AsyncClient:
+    limits = httpx.Limits(
+        max_connections=concurrency, max_keepalive_connections=concurrency
+    )
+    # the whole attempt is timed by `post`; redirects are answers, not
+    # deliveries; proxies come from settings, not from the server's environment
+    return httpx.AsyncClient(
+        timeout=None, limits=limits, follow_redirects=False, trust_env=False
+    )
+
+
+@dataclass
+class _Ledger:
+    """Claims and settlements of every worker, written together (group commit)."""
+
+    store: WebhookStore
+    owner: str
+    clock: Clock
+    _settlements: list[tuple[Settlement, asyncio.Future[None]]] = field(
+        default_factory=list
+    )
+    _claims: list[tuple[ClaimRequest, asyncio.Future[Claimed]]] = field(
+        default_factory=list
+    )
+    _ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def claim(self, request: ClaimRequest) -> Claimed:
+        """Raises: StoreError."""
+        answer: asyncio.Future[Claimed] = asyncio.get_running_loop().create_future()
+        self._claims.append((request, answer))
+        self._ready.set()
+        return await answer
+
+    async def settle(self, settlement: Settlement) -> None:
+        """Raises: StoreError."""
+        answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._settlements.append((settlement, answer))
+        self._ready.set()
+        await answer
+
+    async def drain(self) -> None:
+        """Wait until what is queued now has been written."""
+        while self._settlements or self._claims or not self._idle.is_set():
+            self._ready.set()
+            await asyncio.sleep(0.01)
+
+    async def run(self) -> None:
+        self._idle.set()
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            self._idle.clear()
+            settlements, self._settlements = self._settlements, []
+            claims, self._claims = self._claims, []
+            try:
+                await self._write(settlements, claims)
+            finally:
+                self._idle.set()
+
+    async def _write(
+        self,
+        settlements: list[tuple[Settlement, asyncio.Future[None]]],
+        claims: list[tuple[ClaimRequest, asyncio.Future[Claimed]]],
+    ) -> None:
+        try:
+            claimed = await self.store.exchange(
+                [s for s, _ in settlements],
+                [c for c, _ in claims],
+                self.owner,
+                self.clock(),
+            )
+        except Exception as exc:
+            if not isinstance(exc, StoreError):
+                logger.exception("webhook ledger failed")
+                exc = StoreError(f"webhook ledger failed: {exc}")
+            answers: list[asyncio.Future[None] | asyncio.Future[Claimed]] = [
+                *(a for _, a in settlements),
+                *(a for _, a in claims),
+            ]
+            for answer in answers:
+                if not answer.done():
+                    answer.set_exception(exc)
+            return
+        for _, done in settlements:
+            if not done.done():
+                done.set_result(None)
+        for (_, answer), got in zip(claims, claimed, strict=True):
+            if not answer.done():
+                answer.set_result(got)
