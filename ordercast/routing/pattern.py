@@ -90,15 +90,18 @@ class Pattern:
                 return False
         return True
 
-    def exact_values(self, key: str) -> frozenset[str] | None:
-        """The strings a top-level field must equal, if it takes exact strings only.
+    def exact_fields(self) -> list[tuple[Path, frozenset[str]]]:
+        """Fields that take exact strings only, each with those strings.
 
-        Lets a caller index patterns (the writer indexes rules by event name).
+        A document matches only if it holds one of them there (or, in an
+        array there, holds one): callers index patterns by them.
         """
-        matchers = self.source.get(key)
-        if isinstance(matchers, list) and all(isinstance(m, str) for m in matchers):
-            return frozenset(matchers)
-        return None
+        found = []
+        for path, _ in self.fields:
+            matchers = value_at(self.source, path)
+            if all(isinstance(m, str) for m in matchers):
+                found.append((path, frozenset(matchers)))
+        return found
 
 
 def value_at(document: Mapping[str, Any], path: Path) -> Any:

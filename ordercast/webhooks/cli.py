@@ -379,3 +379,69 @@ def discard_dead_letter(context: typer.Context, delivery_id: int) -> None:
     """Forget a dead letter."""
     context.obj.call("DELETE", f"/webhooks/dead-letters/{delivery_id}")
     typer.echo(f"discarded {delivery_id}")
+
+
+# AWS
+
+DEFAULT_STACK = Path("deploy/aws/webhooks.json")
+"""Where the webhook stack is written, relative to the repository."""
+
+
+@app.command("export-aws")
+def export_aws(
+    context: typer.Context,
+    rules: Annotated[
+        Path | None,
+        typer.Option(help="A declaration file (default: the server's stored rules)."),
+    ] = None,
+    output: Annotated[
+        Path, typer.Option(help="File to write; '-' prints to stdout.")
+    ] = DEFAULT_STACK,
+    check: Annotated[
+        bool, typer.Option(help="Write nothing; fail if the file differs.")
+    ] = False,
+    policies: Annotated[
+        bool,
+        typer.Option(help="Print each rule's SNS filter policy instead of a stack."),
+    ] = False,
+) -> None:
+    """Generate the AWS webhook stack (SNS filter policies, queues, functions)."""
+    from ordercast.aws.routing import filter_policy, render_stack
+    from ordercast.errors import Refusal
+    from ordercast.webhooks.declared import load_declared, routing_from_api
+
+    try:
+        if rules is not None:
+            routing = load_declared(rules.read_bytes())
+        else:
+            targets = context.obj.call("GET", "/webhooks/targets")["targets"]
+            stored = context.obj.call("GET", "/webhooks/rules")["rules"]
+            routing = routing_from_api(targets, stored)
+        if policies:
+            text = (
+                json.dumps(
+                    {
+                        rule.rule_id: _policy_view(filter_policy(rule.pattern))
+                        for rule in routing.rules
+                    },
+                    indent=2,
+                )
+                + "\n"
+            )
+        else:
+            text = render_stack(routing)
+    except (Refusal, ValueError, OSError) as exc:
+        fail(str(exc))
+    if str(output) == "-" or policies:
+        typer.echo(text, nl=False)
+    elif check:
+        if not output.exists() or output.read_text() != text:
+            fail(f"{output} is out of date; run `ordercast webhooks export-aws`")
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+        typer.echo(f"wrote {output}")
+
+
+def _policy_view(policy: Any) -> dict[str, Any]:
+    return {"filterPolicy": policy.policy, "exact": policy.exact, "never": policy.never}

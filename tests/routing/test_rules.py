@@ -99,17 +99,37 @@ FIELD_MATCHERS = st.one_of(
         max_size=1,
     ),
 )
+SOME = st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=2)
 RULE_PATTERNS = st.fixed_dictionaries(
     {},
     optional={
         "event": FIELD_MATCHERS,
         "status": st.lists(st.sampled_from(STATUSES), min_size=1, max_size=2),
         "seq": st.just([{"numeric": [">", 1]}]),
+        "order": st.fixed_dictionaries({"restaurantId": SOME}),
+        "data": st.fixed_dictionaries({"tags": SOME}),
     },
+)
+DOCUMENTS = st.fixed_dictionaries(
+    {
+        "event": st.sampled_from(NAMES),
+        "status": st.sampled_from(STATUSES),
+        "seq": st.integers(1, 3),
+        "order": st.fixed_dictionaries({"restaurantId": st.sampled_from("abcd")}),
+        "data": st.fixed_dictionaries(
+            {},
+            optional={
+                "tags": st.one_of(
+                    st.sampled_from("abcd"),
+                    st.lists(st.sampled_from("abcd"), max_size=3),
+                )
+            },
+        ),
+    }
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     st.lists(
         st.tuples(
@@ -117,18 +137,15 @@ RULE_PATTERNS = st.fixed_dictionaries(
         ),
         max_size=8,
     ),
-    st.sampled_from(NAMES),
-    st.sampled_from(STATUSES),
-    st.integers(1, 3),
+    DOCUMENTS,
 )
 def test_the_index_routes_as_testing_every_rule_would(
-    rules: list[tuple[dict[str, Any], set[str]]], name: str, status: str, seq: int
+    rules: list[tuple[dict[str, Any], set[str]]], document: dict[str, Any]
 ) -> None:
     compiled = compile_rules(
         Rule(f"r-{i}", pattern, tuple(sorted(targets)))
         for i, (pattern, targets) in enumerate(rules)
     )
-    document = {"event": name, "status": status, "seq": seq, "data": {}}
 
     naive: dict[str, set[str]] = {}
     for i, (pattern, targets) in enumerate(rules):
@@ -139,3 +156,32 @@ def test_the_index_routes_as_testing_every_rule_would(
     got = compiled.routes(document)
     assert {t: set(r) for t, r in got.items()} == naive
     assert all(len(r) == len(set(r)) for r in got.values())
+
+
+def test_a_rule_is_filed_under_its_most_telling_exact_field() -> None:
+    rules = compile_rules(
+        [
+            Rule(
+                "by-restaurant",
+                {"event": ["courier.assigned"], "order": {"restaurantId": ["r-3"]}},
+                ("t",),
+            ),
+            Rule(
+                "by-event",
+                {"event": ["order.accepted"], "status": ["ACCEPTED"]},
+                ("t",),
+            ),
+            Rule("by-status", {"status": ["DELIVERED", "FAILED"]}, ("t",)),
+            Rule("anything", {"seq": [{"numeric": [">", 1]}]}, ("t",)),
+        ]
+    )
+    filed = {
+        path: {value: [r.rule_id for r in rs] for value, rs in index.items()}
+        for path, index in rules.by_path.items()
+    }
+    assert filed == {
+        ("order", "restaurantId"): {"r-3": ["by-restaurant"]},
+        ("event",): {"order.accepted": ["by-event"]},
+        ("status",): {"DELIVERED": ["by-status"], "FAILED": ["by-status"]},
+    }
+    assert [r.rule_id for r in rules.unindexed] == ["anything"]
