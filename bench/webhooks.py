@@ -296,11 +296,14 @@ def latency_side_by_side(
         found["no rules"].append(measure_fanout(plain, fixture, settings))
         progress(f"latency turn {turn + 1}: 100 rules, 10 targets")
         before = count(receivers)[0]
-        started_ns = time.monotonic_ns()
         figures = measure_fanout(routed, fixture, settings)
+        ended_ns = time.monotonic_ns()
+        figures["pending_at_end"] = asyncio.run(backlog(routed.url, fixture.ops_token))[
+            0
+        ]
         drained_ns = wait_drained(routed.url, fixture.ops_token)
         figures["deliveries"] = count(receivers)[0] - before
-        figures["drained_after_s"] = (drained_ns - started_ns) / 1e9
+        figures["drained_after_s"] = (drained_ns - ended_ns) / 1e9
         found["100 rules"].append(figures)
     return found
 
@@ -345,8 +348,9 @@ def render(results: dict[str, Any]) -> str:
             extra = ""
             if "deliveries" in turn:
                 extra = (
-                    f", {turn['deliveries']} deliveries, outbox empty "
-                    f"{turn['drained_after_s']:.1f} s after the start"
+                    f", {turn['deliveries']} deliveries, {turn['pending_at_end']} "
+                    f"pending 1 s after the last command, none "
+                    f"{turn['drained_after_s']:.1f} s later"
                 )
             lines.append(
                 f"  {name:>9}: {latency['p50_ms']:.1f} / {latency['p99_ms']:.1f} / "

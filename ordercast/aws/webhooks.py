@@ -121,6 +121,8 @@ class HttpSender:
             response = self.client.post(self.url, content=body, headers=headers)
         except httpx.TimeoutException:
             return None, f"no answer within {self.timeout_s:g} s", None
+        except httpx.ConnectError as exc:
+            return None, clip(f"cannot connect: {exc}"), None
         except httpx.HTTPError as exc:
             return None, clip(f"{type(exc).__name__}: {exc}"), None
         status = response.status_code

@@ -113,7 +113,8 @@ class SqlWebhookStore:
             _settle(connection, settlements, now_ms)
             return [_claim(connection, claim, owner, now_ms) for claim in claims]
 
-        return await self.store.transact(work)
+        # losing this to a power cut only sends a delivery again
+        return await self.store.transact(work, durable=False)
 
     async def release(self, owner: str) -> None:
         query = (
@@ -121,7 +122,7 @@ class SqlWebhookStore:
             .where(_d.c.lease_owner == owner)
             .values(lease_owner=None, lease_until_ms=0)
         )
-        await self.store.transact(lambda c: c.execute(query))
+        await self.store.transact(lambda c: c.execute(query), durable=False)
 
     async def backlog(self) -> dict[str, Backlog]:
         how_many = sa.func.count().label("how_many")
@@ -177,11 +178,11 @@ class SqlWebhookStore:
         rows = [_attempt_row(a) for a in attempts]
         if rows:
             await self.store.transact(
-                lambda c: c.execute(webhook_attempts.insert(), rows)
+                lambda c: c.execute(webhook_attempts.insert(), rows), durable=False
             )
 
     async def prune_attempts(self, keep: int) -> None:
-        await self.store.transact(lambda c: _prune_attempts(c, keep))
+        await self.store.transact(lambda c: _prune_attempts(c, keep), durable=False)
 
 
 # rules and targets

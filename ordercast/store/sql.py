@@ -134,22 +134,39 @@ class SqlStore:
 
     # for the other tables of the same database (ordercast.store.outbox)
 
-    async def transact(self, work: Callable[[Connection], T]) -> T:
+    async def transact(
+        self, work: Callable[[Connection], T], durable: bool = True
+    ) -> T:
         """Run `work` in one write transaction, in turn with command batches.
+
+        With `durable=False` the commit may skip waiting for the disk (where
+        the database allows it): for bookkeeping whose loss in a power cut
+        only means doing it again, such as webhook leases and attempts.
 
         Raises:
             StoreError: the database failed; nothing `work` wrote was kept.
         """
 
         def run() -> T:
-            with self._writer.begin() as connection:
-                return work(connection)
+            with self._writer.connect() as connection:
+                undo = None if durable else self._relax(connection)
+                try:
+                    with connection.begin():
+                        return work(connection)
+                finally:
+                    if undo is not None:
+                        undo()
 
         try:
             result: T = await self._in_writer(run)
             return result
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"not recorded: {exc}") from exc
+
+    def _relax(self, connection: Connection) -> Callable[[], None] | None:
+        """Let the next commit on `connection` skip the disk; return how to
+        undo that, or None where the database cannot."""
+        return None
 
     async def query(self, work: Callable[[Connection], T]) -> T:
         """Run `work` on a reader connection, off the event loop.

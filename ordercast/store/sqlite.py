@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from ordercast.store.sql import SqlStore
 
@@ -25,10 +26,20 @@ class SqliteStore(SqlStore):
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"unknown synchronous mode {synchronous!r}")
         self.path = Path(path)
+        self.synchronous = synchronous.upper()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         writer = _engine(self.path, synchronous, "BEGIN IMMEDIATE")
         reader = _engine(self.path, synchronous, "BEGIN")
         super().__init__(writer, reader)
+
+    def _relax(self, connection: Connection) -> Callable[[], None]:
+        # SQLite refuses to change the pragma inside a transaction; in WAL
+        # mode a NORMAL commit is written but not synced, and the next FULL
+        # commit syncs it along with its own
+        raw = connection.connection.dbapi_connection
+        assert raw is not None, "a checked-out connection has its DBAPI connection"
+        raw.execute("PRAGMA synchronous=NORMAL")
+        return lambda: raw.execute(f"PRAGMA synchronous={self.synchronous}")
 
 
 def _engine(path: Path, synchronous: str, begin: str) -> Engine:

@@ -7,13 +7,17 @@ It runs on every store of `conftest.spec` (the SQL ones keep an outbox).
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from sqlalchemy.engine import Connection
 
 from ordercast.errors import (
     DeliveryNotFound,
@@ -29,6 +33,7 @@ from ordercast.routing.rules import Rule, RuleSet, Target, compile_rules
 from ordercast.store.base import Store
 from ordercast.store.outbox import SqlWebhookStore
 from ordercast.store.sql import SqlStore
+from ordercast.store.sqlite import SqliteStore
 from ordercast.webhooks.base import (
     Attempt,
     Backlog,
@@ -486,3 +491,93 @@ async def test_deliveries_survive_reopening_the_database(
         late = await claim(reopened, at=timedelta(seconds=LEASE_S + 1))
         assert seqs(late) == [("o-1", 1)]
         assert (await reopened.load_routing()).targets[0].target_id == "t-1"
+
+
+# SQLite only: bookkeeping commits skip the disk, commands never do
+
+
+async def test_bookkeeping_commits_skip_the_disk_and_leave_commands_durable(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(tmp_path / "relaxed.db")
+    await store.open()
+    try:
+
+        def synchronous(connection: Connection) -> int:
+            return int(connection.exec_driver_sql("PRAGMA synchronous").scalar_one())
+
+        relaxed = [await store.transact(synchronous, durable=False) for _ in range(3)]
+        durable = [await store.transact(synchronous) for _ in range(3)]
+        await applied(store, create("o-1"))
+        after = await store.transact(synchronous)
+    finally:
+        await store.close()
+
+    assert relaxed == [1, 1, 1]  # NORMAL
+    assert durable == [2, 2, 2]  # FULL, as configured
+    assert after == 2
+
+
+def _claim_from_a_process(spec: StoreSpec, start: Any, owner: str, found: Any) -> None:
+    """Claim and settle deliveries until none are left; report their ids."""
+
+    async def drain() -> None:
+        store = spec.make()
+        await store.open()
+        assert isinstance(store, SqlStore)
+        webhooks = SqlWebhookStore(store)
+        claimed: list[int] = []
+        try:
+            start.wait(30)
+            while True:
+                [got] = await webhooks.exchange(
+                    [], [ClaimRequest("t-1", 2, LEASE_S)], owner, NOW
+                )
+                if not got.deliveries:
+                    break
+                claimed += [d.delivery_id for d in got.deliveries]
+                done = [settled(d, Outcome.DELIVERED) for d in got.deliveries]
+                await webhooks.exchange(done, [], owner, NOW)
+                await asyncio.sleep(0.005)  # a turn for the other process
+        finally:
+            await store.close()
+        found.put(claimed)
+
+    asyncio.run(drain())
+
+
+async def test_processes_sharing_a_database_never_claim_the_same_delivery(
+    store: Store, spec: StoreSpec
+) -> None:
+    # given 80 due deliveries
+    webhooks, _ = webhooks_of(store, EVERYTHING)
+    await with_targets(webhooks, "t-1")
+    for n in range(80):
+        await applied(store, create(f"o-{n}"))
+
+    # when two real processes claim and settle them at the same time
+    context = multiprocessing.get_context("spawn")
+    start, found = context.Barrier(2), context.Queue()
+    processes = [
+        context.Process(
+            target=_claim_from_a_process, args=(spec, start, f"p{n}", found)
+        )
+        for n in range(2)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        claimed = [await asyncio.to_thread(found.get, True, 60) for _ in processes]
+        for process in processes:
+            await asyncio.to_thread(process.join, 60)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+    # then each delivery went to exactly one of them
+    assert [p.exitcode for p in processes] == [0, 0]
+    assert not set(claimed[0]) & set(claimed[1])
+    assert len(claimed[0]) + len(claimed[1]) == 80
+    assert min(len(c) for c in claimed) > 0, "both took part"
