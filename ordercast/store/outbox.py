@@ -334,6 +334,44 @@ def _delete_rule(connection: Connection, rule_id: str) -> int:
 # the outbox
 
 
+# Statements built once: building one costs more than running it.
+
+_heads = (
+    sa.select(_d.c.delivery_id, _d.c.next_attempt_at_ms)
+    .where(
+        _d.c.target_id == sa.bindparam("b_target_id"),
+        _d.c.state == PENDING,
+        _d.c.lease_until_ms <= sa.bindparam("b_now_ms"),
+        _is_first_of_order,
+    )
+    .order_by(_d.c.next_attempt_at_ms)
+    .limit(sa.bindparam("b_limit"))
+)
+
+_lease = (
+    _d.update()
+    .where(
+        _d.c.delivery_id.in_(sa.bindparam("b_ids", expanding=True)),
+        _d.c.state == PENDING,
+        _d.c.lease_until_ms <= sa.bindparam("b_now_ms"),
+    )
+    .values(lease_owner=sa.bindparam("b_owner"), lease_until_ms=sa.bindparam("b_until"))
+    .returning(
+        _d.c.delivery_id,
+        _d.c.target_id,
+        _d.c.order_id,
+        _d.c.seq,
+        _d.c.event_id,
+        _d.c.body,
+        _d.c.attempts,
+    )
+)
+
+_delete_delivered = _d.delete().where(
+    _d.c.delivery_id.in_(sa.bindparam("b_ids", expanding=True))
+)
+
+
 def _claim(
     connection: Connection,
     claim: ClaimRequest,
@@ -345,19 +383,12 @@ def _claim(
     One query finds the heads ordered by due time, one more than the limit:
     those due now are leased, and the first one left says when to look again.
     """
-    heads = list(
-        connection.execute(
-            sa.select(_d.c.delivery_id, _d.c.next_attempt_at_ms)
-            .where(
-                _d.c.target_id == claim.target_id,
-                _d.c.state == PENDING,
-                _d.c.lease_until_ms <= now_ms,
-                _is_first_of_order,
-            )
-            .order_by(_d.c.next_attempt_at_ms, _d.c.delivery_id)
-            .limit(claim.limit + 1)
-        )
-    )
+    found = {
+        "b_target_id": claim.target_id,
+        "b_now_ms": now_ms,
+        "b_limit": claim.limit + 1,
+    }
+    heads = list(connection.execute(_heads, found))
     due = [
         h.delivery_id for h in heads[: claim.limit] if h.next_attempt_at_ms <= now_ms
     ]
@@ -365,24 +396,13 @@ def _claim(
     next_due_at = from_ms(rest[0].next_attempt_at_ms) if rest else None
     if not due:
         return Claimed((), next_due_at)
-    leased = connection.execute(
-        _d.update()
-        .where(
-            _d.c.delivery_id.in_(due),
-            _d.c.state == PENDING,
-            _d.c.lease_until_ms <= now_ms,
-        )
-        .values(lease_owner=owner, lease_until_ms=now_ms + int(claim.lease_s * 1000))
-        .returning(
-            _d.c.delivery_id,
-            _d.c.target_id,
-            _d.c.order_id,
-            _d.c.seq,
-            _d.c.event_id,
-            _d.c.body,
-            _d.c.attempts,
-        )
-    )
+    lease = {
+        "b_ids": due,
+        "b_now_ms": now_ms,
+        "b_owner": owner,
+        "b_until": now_ms + int(claim.lease_s * 1000),
+    }
+    leased = connection.execute(_lease, lease)
     deliveries = sorted((Delivery(*row) for row in leased), key=lambda d: d.delivery_id)
     return Claimed(tuple(deliveries), next_due_at)
 
@@ -412,7 +432,7 @@ def _settle(
         if s.attempt.outcome is Outcome.DELIVERED
     ]
     if done:
-        connection.execute(_d.delete().where(_d.c.delivery_id.in_(done)))
+        connection.execute(_delete_delivered, {"b_ids": done})
     failed = [
         _failure(s, now_ms)
         for s in settlements
