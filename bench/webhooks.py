@@ -1,16 +1,19 @@
 """Webhook benchmark: deliveries per second, and what routing costs the push.
 
-Starts two `ordercast serve` processes on temporary SQLite files: one with no
-rules, one with 10 webhook targets (local receivers in a child process) and
-100 rules. Then, in one run:
+Starts three `ordercast serve` processes on temporary SQLite files: one with
+no rules; one with 10 webhook targets (local receivers in a child process)
+and 100 rules, sending its webhooks itself; and one with the same rules that
+only records them, with an `ordercast webhooks deliver` process sending. Then,
+in one run:
 
+0. In process: the writer's cost of routing one event, and of a command
+   with no dispatcher attached, with no rules, and with the 100 rules.
 1. Push latency side by side: followers on WebSockets and `assign_courier`
-   commands at a fixed rate (bench/fanout.py's phase 2), on the server
-   without rules and on the server with rules, taking turns, while the
-   second one delivers what its rules match.
-2. Deliveries per second: a closed loop of commands on the server with
+   commands at a fixed rate (bench/fanout.py's phase 2) on each server in
+   turn, while the servers with rules deliver what their rules match.
+2. Deliveries per second: a closed loop of commands on each server with
    rules, then until its outbox is empty; the deliveries the receivers
-   counted over that time. The same closed loop on the server without rules
+   counted over that time. The closed loop on the server without rules
    gives the commands/s to compare.
 
 Each `assign_courier` event matches one of 50 rules on the order's restaurant
@@ -18,7 +21,7 @@ and, for half the couriers, one of 25 rules on the courier; 25 more rules
 never match. The receivers answer 200 at once. A script that prints figures,
 not a test.
 
-    python bench/webhooks.py            # full run, about three minutes
+    python bench/webhooks.py            # full run, about five minutes
     python bench/webhooks.py --quick    # smoke check
 """
 
@@ -27,11 +30,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -317,6 +323,38 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchSettings, int, b
     return settings, args.rounds, args.json
 
 
+INLINE = "100 rules"
+EXTERNAL = "100 rules, delivered apart"
+
+
+@contextmanager
+def environment(**variables: str) -> Iterator[None]:
+    """Extra environment for the processes started meanwhile."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def start_deliverer(server: ServerProcess) -> subprocess.Popen[bytes]:
+    """`ordercast webhooks deliver` on the server's database."""
+    env = {
+        **os.environ,
+        "ORDERCAST_DATABASE_URL": f"sqlite:///{server.db_path}",
+        "ORDERCAST_TOKEN_SECRET": server.secret,
+    }
+    command = [sys.executable, "-m", "ordercast", "webhooks", "deliver"]
+    log = server.db_path.with_suffix(".deliver.log").open("ab")
+    command += ["--log-level", "warning"]
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
 def run(settings: BenchSettings, rounds: int) -> dict[str, Any]:
     secret = secrets.token_urlsafe(48)
     fixture = make_fixture(secret, settings.orders)
@@ -331,80 +369,90 @@ def run(settings: BenchSettings, rounds: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ordercast-bench-") as tmp:
         results["machine"] = machine_facts(Path(tmp))
         plain = ServerProcess(Path(tmp) / "plain.db", secret).start()
-        routed = ServerProcess(Path(tmp) / "routed.db", secret).start()
+        inline = ServerProcess(Path(tmp) / "inline.db", secret).start()
+        with environment(ORDERCAST_WEBHOOK_DELIVERY="external"):
+            external = ServerProcess(Path(tmp) / "external.db", secret).start()
+        deliverer = start_deliverer(external)
+        servers = {"no rules": plain, INLINE: inline, EXTERNAL: external}
         try:
-            asyncio.run(configure(routed.url, fixture.ops_token, ports))
-            for server in (plain, routed):
+            for server in (inline, external):
+                asyncio.run(configure(server.url, fixture.ops_token, ports))
+            for server in servers.values():
                 progress(f"preparing {settings.orders} orders on {server.db_path.name}")
                 asyncio.run(prepare_orders(server.url, fixture))
-            wait_drained(routed.url, fixture.ops_token)
+            for server in (inline, external):
+                wait_drained(server.url, fixture.ops_token)
             results["latency"] = latency_side_by_side(
-                plain, routed, fixture, settings, rounds, receivers
+                servers, fixture, settings, rounds, receivers
             )
             results["throughput"] = {
-                "no rules": measure_throughput(plain, fixture, settings),
-                **deliveries_per_s(routed, fixture, settings, receivers),
+                "no rules": measure_throughput(plain, fixture, settings)
             }
-            results["dead"] = asyncio.run(backlog(routed.url, fixture.ops_token))[1]
-            results["server_problems_logged"] = (
-                plain.problems_logged() + routed.problems_logged()
+            for name in (INLINE, EXTERNAL):
+                results["throughput"][name] = deliveries_per_s(
+                    servers[name], fixture, settings, receivers
+                )
+            results["dead"] = sum(
+                asyncio.run(backlog(s.url, fixture.ops_token))[1]
+                for s in (inline, external)
+            )
+            results["server_problems_logged"] = sum(
+                s.problems_logged() for s in servers.values()
             )
         finally:
-            plain.stop()
-            routed.stop()
+            deliverer.terminate()
+            deliverer.wait(15)
+            for server in servers.values():
+                server.stop()
             receivers.tell("stop")
             receivers.join()
     return results
 
 
 def latency_side_by_side(
-    plain: ServerProcess,
-    routed: ServerProcess,
+    servers: dict[str, ServerProcess],
     fixture: Any,
     settings: BenchSettings,
     rounds: int,
     receivers: Child,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Phase 1: the fixed-rate push, without and with rules, taking turns."""
-    found: dict[str, list[dict[str, Any]]] = {"no rules": [], "100 rules": []}
+    """Phase 1: the fixed-rate push on each server, taking turns."""
+    found: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
     for turn in range(rounds):
-        progress(f"latency turn {turn + 1}: no rules")
-        found["no rules"].append(measure_fanout(plain, fixture, settings))
-        progress(f"latency turn {turn + 1}: 100 rules, 10 targets")
-        before = count(receivers)[0]
-        figures = measure_fanout(routed, fixture, settings)
-        ended_ns = time.monotonic_ns()
-        figures["pending_at_end"] = asyncio.run(backlog(routed.url, fixture.ops_token))[
-            0
-        ]
-        drained_ns = wait_drained(routed.url, fixture.ops_token)
-        figures["deliveries"] = count(receivers)[0] - before
-        figures["drained_after_s"] = (drained_ns - ended_ns) / 1e9
-        found["100 rules"].append(figures)
+        for name, server in servers.items():
+            progress(f"latency turn {turn + 1}: {name}")
+            before = count(receivers)[0]
+            figures = measure_fanout(server, fixture, settings)
+            if name != "no rules":
+                ended_ns = time.monotonic_ns()
+                pending = asyncio.run(backlog(server.url, fixture.ops_token))[0]
+                drained_ns = wait_drained(server.url, fixture.ops_token)
+                figures["pending_at_end"] = pending
+                figures["deliveries"] = count(receivers)[0] - before
+                figures["drained_after_s"] = (drained_ns - ended_ns) / 1e9
+            found[name].append(figures)
     return found
 
 
 def deliveries_per_s(
-    routed: ServerProcess, fixture: Any, settings: BenchSettings, receivers: Child
+    server: ServerProcess, fixture: Any, settings: BenchSettings, receivers: Child
 ) -> dict[str, Any]:
-    """Phase 2: closed loop on the routed server, then until the outbox is empty."""
+    """Phase 2: closed loop, then until the outbox is empty."""
     before, requests_before, _ = count(receivers)
     started_ns = time.monotonic_ns()
-    figures = measure_throughput(routed, fixture, settings)
+    figures = measure_throughput(server, fixture, settings)
     commands_done_ns = time.monotonic_ns()
-    drained_ns = wait_drained(routed.url, fixture.ops_token)
+    drained_ns = wait_drained(server.url, fixture.ops_token)
     after, requests_after, last_ns = count(receivers)
     delivered = after - before
-    return {
-        "100 rules": figures,
-        "deliveries": {
-            "delivered": delivered,
-            "requests": requests_after - requests_before,
-            "per_command": delivered / max(1, figures["acknowledged"]),
-            "per_s": delivered / ((last_ns - started_ns) / 1e9),
-            "drain_after_commands_s": (drained_ns - commands_done_ns) / 1e9,
-        },
+    figures["deliveries"] = {
+        "delivered": delivered,
+        "requests": requests_after - requests_before,
+        "per_command": delivered / max(1, figures["acknowledged"]),
+        "per_s": delivered / ((last_ns - started_ns) / 1e9),
+        "drain_after_commands_s": (drained_ns - commands_done_ns) / 1e9,
     }
+    return figures
 
 
 def render(results: dict[str, Any]) -> str:
@@ -431,23 +479,28 @@ def render(results: dict[str, Any]) -> str:
                     f"{turn['drained_after_s']:.1f} s later"
                 )
             lines.append(
-                f"  {name:>9}: {latency['p50_ms']:.1f} / {latency['p99_ms']:.1f} / "
+                f"  {name:>26}: {latency['p50_ms']:.1f} / {latency['p99_ms']:.1f} / "
                 f"{latency['max_ms']:.1f} at {turn['achieved_rate']:.0f}/s, "
                 f"missing {turn['frames_missing']}{extra}"
             )
     throughput = results["throughput"]
     lines.append("")
-    lines.append("closed loop, acknowledged commands/s")
-    for name in ("no rules", "100 rules"):
-        lines.append(f"  {name:>9}: {throughput[name]['commands_per_s']:.0f}")
-    deliveries = throughput["deliveries"]
+    lines.append(
+        "closed loop: acknowledged commands/s; deliveries/s until the outbox is empty"
+    )
+    for name, figures in throughput.items():
+        line = f"  {name:>26}: {figures['commands_per_s']:.0f} commands/s"
+        if "deliveries" in figures:
+            deliveries = figures["deliveries"]
+            line += (
+                f", {deliveries['per_s']:.0f} deliveries/s ({deliveries['delivered']}, "
+                f"{deliveries['per_command']:.2f} per command, outbox empty "
+                f"{deliveries['drain_after_commands_s']:.1f} s after the last command)"
+            )
+        lines.append(line)
     lines.append("")
     lines.append(
-        f"deliveries/s: {deliveries['per_s']:.0f} ({deliveries['delivered']} "
-        f"deliveries, {deliveries['per_command']:.2f} per command, outbox empty "
-        f"{deliveries['drain_after_commands_s']:.1f} s after the last command); "
-        f"dead: {results['dead']}; server warnings: "
-        f"{results['server_problems_logged']}"
+        f"dead: {results['dead']}; server warnings: {results['server_problems_logged']}"
     )
     return "\n".join(lines)
 

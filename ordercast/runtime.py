@@ -77,8 +77,16 @@ def build_bus(settings: Settings) -> Bus:
     raise ValueError(f"unsupported ORDERCAST_BUS_URL: {settings.bus_url}")
 
 
-def build_webhooks(settings: Settings, store: Store) -> Dispatcher | None:
-    """The webhook dispatcher, for stores that keep an outbox (SQL ones)."""
+def build_webhooks(
+    settings: Settings, store: Store, idle_poll_s: float | None = None
+) -> Dispatcher | None:
+    """The webhook dispatcher, for stores that keep an outbox (SQL ones).
+
+    Args:
+        idle_poll_s: set by processes that deliver for servers
+            (`ordercast webhooks deliver`): they deliver whatever
+            `webhook_delivery` says, and look for work this often.
+    """
     if not isinstance(store, SqlStore):
         return None
     retry = RetryPolicy(
@@ -93,6 +101,8 @@ def build_webhooks(settings: Settings, store: Store) -> Dispatcher | None:
         settings.webhook_lease_margin_s,
         settings.webhook_poll_s,
         settings.webhook_log_size,
+        deliver=idle_poll_s is not None or settings.webhook_delivery == "inline",
+        idle_poll_s=idle_poll_s,
     )
     return Dispatcher(SqlWebhookStore(store), webhook_settings)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -48,6 +50,9 @@ class Settings(BaseSettings):
     processes sharing the database."""
     webhook_log_size: int = Field(1000, ge=1)
     """Attempts kept per target in the delivery log."""
+    webhook_delivery: Literal["inline", "external"] = "inline"
+    """`inline`: the server sends webhooks itself. `external`: it only records
+    them; `ordercast webhooks deliver` processes send them."""
     opentelemetry: bool = False
     """Let FastAPI report spans and metrics to the configured OpenTelemetry
     providers. Off by default: checking for providers costs every request."""

@@ -381,6 +381,57 @@ def discard_dead_letter(context: typer.Context, delivery_id: int) -> None:
     typer.echo(f"discarded {delivery_id}")
 
 
+# delivering for servers
+
+
+@app.command("deliver")
+def deliver(
+    poll: Annotated[
+        float, typer.Option(help="Seconds between looks for new deliveries.", min=0.01)
+    ] = 0.1,
+    log_level: Annotated[
+        str, typer.Option(help="debug, info, warning or error.")
+    ] = "info",
+) -> None:
+    """Send the webhooks that servers record, from this process, until stopped.
+
+    For servers run with ORDERCAST_WEBHOOK_DELIVERY=external, on the same
+    database (ORDERCAST_DATABASE_URL): they record deliveries and leave the
+    sending, and its CPU, to this process. Run as many as you like.
+    """
+    import asyncio
+    import logging
+
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    asyncio.run(_deliver(Settings(), poll))
+
+
+async def _deliver(settings: Settings, poll_s: float) -> None:
+    import asyncio
+    import signal
+
+    from ordercast.runtime import build_store, build_webhooks
+
+    store = build_store(settings)
+    await store.open()
+    dispatcher = build_webhooks(settings, store, idle_poll_s=poll_s)
+    if dispatcher is None:
+        fail(f"{settings.database_url} keeps no webhook outbox", 2)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stop.set)
+    await dispatcher.start()
+    try:
+        await stop.wait()
+    finally:
+        await dispatcher.stop()
+        await store.close()
+
+
 # AWS
 
 DEFAULT_STACK = Path("deploy/aws/webhooks.json")

@@ -11,6 +11,12 @@ transaction at a time (`_Ledger`), taking turns with command batches.
 A slow or failing target fills only its own worker's slots: other targets,
 the writer and the WebSocket push go on. A process that dies leaves its
 deliveries leased; they are due again when the lease ends.
+
+Workers run in the server's process by default. They share its CPU with the
+WebSocket push, so a server near its limit can hand them to processes of
+their own (`ordercast webhooks deliver`, with `deliver=False` here): the
+server then only records deliveries, and the delivering processes find them
+by polling.
 """
 
 from __future__ import annotations
@@ -83,6 +89,11 @@ class WebhookSettings:
     poll_s: float = 1.0
     log_size: int = 1000
     linger_s: float = LEDGER_LINGER_S
+    deliver: bool = True
+    """Run the workers in this process; False where other processes do."""
+    idle_poll_s: float | None = None
+    """How long an idle worker waits before it looks again; `poll_s` if None.
+    Processes that deliver for others look more often: nobody wakes them."""
 
 
 class Dispatcher:
@@ -216,6 +227,8 @@ class Dispatcher:
                 retiring = asyncio.create_task(self._workers.pop(target_id).stop())
                 self._retired.add(retiring)
                 retiring.add_done_callback(self._retired.discard)
+        if not self.settings.deliver:
+            return
         for target_id, target in wanted.items():
             if target_id in self._workers:
                 self._workers[target_id].target = target
@@ -274,10 +287,14 @@ class _Worker:
     def timeout_s(self) -> float:
         return self.target.timeout_s or self.settings.timeout_s
 
+    @property
+    def idle_s(self) -> float:
+        return self.settings.idle_poll_s or self.settings.poll_s
+
     async def _run(self) -> None:
         while True:
             self.wake.clear()
-            wait_s = self.settings.poll_s
+            wait_s = self.idle_s
             free = self.settings.concurrency - len(self.in_flight)
             if free > 0:
                 claimed = await self._claim(free)
@@ -303,12 +320,12 @@ class _Worker:
     def _wait_s(self, claimed: Claimed, free: int) -> float:
         """How long to sleep before claiming again (a wake cuts it short)."""
         if claimed.next_due_at is None:
-            return self.settings.poll_s
+            return self.idle_s
         due_in_s = (claimed.next_due_at - self.dispatcher.clock()).total_seconds()
         if due_in_s > 0:
-            return min(due_in_s, self.settings.poll_s)
+            return min(due_in_s, self.idle_s)
         if len(claimed.deliveries) == free:
-            return self.settings.poll_s  # full: a finished send wakes us
+            return self.idle_s  # full: a finished send wakes us
         return RETRY_CLAIM_S  # due ones went to another process
 
     def _finished(self, task: asyncio.Task[None]) -> None:

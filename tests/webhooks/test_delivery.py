@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,15 @@ import httpx
 import pytest
 import websockets
 
-from tests.support import LONG_DEADLINES, OPS, UNIT_S, WAIT_S, Server, unique_id
+from tests.support import (
+    LONG_DEADLINES,
+    OPS,
+    SECRET,
+    UNIT_S,
+    WAIT_S,
+    Server,
+    unique_id,
+)
 from tests.webhooks.receiver import Receiver, Request, wait_for
 from tests.webhooks.scenario import (
     CANCELLED,
@@ -308,3 +320,54 @@ async def test_a_slow_target_delays_neither_the_others_nor_the_websocket_push(
     assert 1 <= len(slow.requests) <= 8  # its worker's slots, no more
     await slow.stop()
     await fast.stop()
+
+
+async def test_a_server_can_leave_sending_to_processes_of_their_own(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    # given a server that only records deliveries, and a receiver
+    receiver = await Receiver().start()
+    db_path = tmp_path / "ordercast.db"
+    server = await started(db_path, ORDERCAST_WEBHOOK_DELIVERY="external")
+    deliverer = None
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            secret = await add_target(client, "partner", receiver)
+            await add_rule(client, "all", {}, "partner")
+            tag = unique_id("e")
+            await drive(client, Plan(f"o-1-{tag}", "r-1", ["accept"]))
+
+            # then nothing is sent while no process delivers
+            await asyncio.sleep(5 * UNIT_S)
+            assert receiver.requests == []
+            assert await pending(client) == {"partner": (2, 0)}
+
+            # when `ordercast webhooks deliver` runs on the same database
+            env = {
+                **os.environ,
+                "ORDERCAST_DATABASE_URL": f"sqlite:///{db_path}",
+                "ORDERCAST_TOKEN_SECRET": SECRET,
+            }
+            command = [sys.executable, "-m", "ordercast", "webhooks", "deliver"]
+            deliverer = subprocess.Popen([*command, "--poll", "0.05"], env=env)
+            await drive(client, Plan(f"o-2-{tag}", "r-1", ["accept"]))
+
+            # then it sends what was recorded before and after, in order, signed
+            documents = [
+                d
+                for order_id in (f"o-1-{tag}", f"o-2-{tag}")
+                for d in await documents_of(client, order_id)
+            ]
+            wanted = expected(documents, [{}])
+            await wait_for(
+                lambda: receiver.delivered_ids() == set(wanted), WAIT_S, "delivered"
+            )
+            assert_delivered_exactly(receiver, wanted, secret)
+            assert_in_order(receiver, wanted)
+    finally:
+        if deliverer is not None:
+            deliverer.send_signal(signal.SIGTERM)
+            deliverer.wait(15)
+        await asyncio.to_thread(server.stop)
+        await receiver.stop()
+    assert deliverer.returncode == 0
