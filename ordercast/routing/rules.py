@@ -13,7 +13,7 @@ receiver sees:
 ```
 
 It is the WebSocket `order.event` frame without `message` (which depends on
-the follower's language) and with `order`: the order's parties once the
+the follower's language) and `eta`, and with `order`: the order's parties once the
 event is applied.
 """
 

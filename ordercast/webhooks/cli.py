@@ -457,7 +457,8 @@ def export_aws(
     ] = False,
 ) -> None:
     """Generate the AWS webhook stack (SNS filter policies, queues, functions)."""
-    from ordercast.aws.routing import filter_policy, render_stack
+    from ordercast.aws.routing import filter_policy
+    from ordercast.aws.webhook_stack import render_stack
     from ordercast.errors import Refusal
     from ordercast.webhooks.declared import load_declared, routing_from_api
 

@@ -6,7 +6,8 @@ never waits for a target. Each target has a worker that claims the target's
 due deliveries (at most `concurrency` in flight, at most one per order, the
 lowest seq first), posts them, and settles each one: delivered, retry later,
 or dead. Claims and settlements of every worker go to the store together, one
-transaction at a time (`_Ledger`), taking turns with command batches.
+transaction at a time (`ordercast.webhooks.ledger`), taking turns with
+command batches.
 
 A slow or failing target fills only its own worker's slots: other targets,
 the writer and the WebSocket push go on. A process that dies leaves its
@@ -33,19 +34,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import aiohttp
 import orjson
 from ulid import ULID
 
 from ordercast.errors import StoreError
 from ordercast.routing.rules import Routing, RuleSet, Target, compile_rules
-from ordercast.webhooks.attempts import (
-    RetryPolicy,
-    clip,
-    is_success,
-    request_headers,
-    retry_after_s,
-)
+from ordercast.webhooks.attempts import RetryPolicy, is_success
 from ordercast.webhooks.base import (
     Attempt,
     Claimed,
@@ -55,20 +49,16 @@ from ordercast.webhooks.base import (
     Settlement,
     WebhookStore,
 )
+from ordercast.webhooks.ledger import LINGER_S, Ledger
+from ordercast.webhooks.sender import new_session, post
 from ordercast.wire.frames import format_at
 
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
-MAX_RESPONSE_BYTES = 16 * 1024
-"""Most of a target's answer that is read; the rest is dropped."""
-
 PRUNE_EVERY_S = 60.0
 """How often the delivery log is cut back to `log_size` per target."""
-
-LEDGER_LINGER_S = 0.02
-"""How long claims and settlements wait to be written together."""
 
 RETRY_CLAIM_S = 0.05
 """Pause before claiming again when due deliveries were taken by another process."""
@@ -88,7 +78,7 @@ class WebhookSettings:
     lease_margin_s: float = 30.0
     poll_s: float = 1.0
     log_size: int = 1000
-    linger_s: float = LEDGER_LINGER_S
+    linger_s: float = LINGER_S
     deliver: bool = True
     """Run the workers in this process; False where other processes do."""
     idle_poll_s: float | None = None
@@ -118,7 +108,7 @@ class Dispatcher:
         self.routing = Routing()
         self._rules = RuleSet()
         self._workers: dict[str, _Worker] = {}
-        self._ledger = _Ledger(store, self.owner, clock, settings.linger_s)
+        self.ledger = Ledger(store, self.owner, clock, settings.linger_s)
         self._tasks: list[asyncio.Task[None]] = []
         self._retired: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -142,7 +132,7 @@ class Dispatcher:
         await self.reload()
         self.store.attach(self)
         self._tasks = [
-            asyncio.create_task(self._ledger.run(), name="webhooks-ledger"),
+            asyncio.create_task(self.ledger.run(), name="webhooks-ledger"),
             asyncio.create_task(self._watch(), name="webhooks-watch"),
         ]
         logger.info("webhooks started with %d targets", len(self._workers))
@@ -156,7 +146,7 @@ class Dispatcher:
         self._workers.clear()
         ledger = self._tasks[0] if self._tasks else None
         if ledger is not None:
-            await self._ledger.drain()
+            await self.ledger.drain()
             ledger.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
@@ -201,7 +191,7 @@ class Dispatcher:
             if worker is not None:
                 session = worker.session
             else:
-                session = await stack.enter_async_context(_session(1))
+                session = await stack.enter_async_context(new_session(1))
             status, error, _, latency_ms = await post(
                 session,
                 target,
@@ -265,7 +255,7 @@ class _Worker:
         self.dispatcher = dispatcher
         self.target = target
         self.settings = dispatcher.settings
-        self.session = _session(self.settings.concurrency)
+        self.session = new_session(self.settings.concurrency)
         self.wake = asyncio.Event()
         self.in_flight: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -312,7 +302,7 @@ class _Worker:
         lease_s = self.timeout_s + self.settings.lease_margin_s
         request = ClaimRequest(self.target.target_id, limit, lease_s)
         try:
-            return await self.dispatcher._ledger.claim(request)
+            return await self.dispatcher.ledger.claim(request)
         except StoreError:
             logger.warning("could not claim deliveries; retrying", exc_info=True)
             return Claimed((), None)
@@ -350,7 +340,7 @@ class _Worker:
             delivery, number, started, status, error, wait_at_least_s, latency_ms
         )
         try:
-            await self.dispatcher._ledger.settle(settlement)
+            await self.dispatcher.ledger.settle(settlement)
         except StoreError:
             # the lease ends and the delivery is sent again: at least once
             logger.warning(
@@ -405,139 +395,3 @@ class _Worker:
         if self.target.max_attempts is None:
             return retry
         return RetryPolicy(self.target.max_attempts, retry.base_s, retry.max_delay_s)
-
-
-async def post(
-    session: aiohttp.ClientSession,
-    target: Target,
-    event_id: str,
-    body: bytes,
-    attempt: int,
-    timeout_s: float,
-) -> tuple[int | None, str | None, float | None, int]:
-    """Post one signed attempt: (status, error, Retry-After, latency in ms).
-
-    Never raises for what the network or the target does: a refused
-    connection or a timeout comes back as an error text with no status.
-    """
-    headers = request_headers(target.secret, event_id, body, int(time.time()), attempt)
-    status = error = wait_s = None
-    started = time.perf_counter()
-    try:
-        async with asyncio.timeout(timeout_s):
-            async with session.post(
-                target.url, data=body, headers=headers, allow_redirects=False
-            ) as response:
-                status = response.status
-                wait_s = retry_after_s(response.headers.get("Retry-After"))
-                # read the answer's first bytes, so the connection can be reused
-                await response.content.read(MAX_RESPONSE_BYTES)
-    except TimeoutError:
-        error = f"no answer within {timeout_s:g} s"
-    except aiohttp.ClientConnectorError as exc:
-        error = clip(f"cannot connect: {exc}")
-    except (aiohttp.ClientError, OSError, ValueError) as exc:
-        error = clip(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-    latency_ms = round((time.perf_counter() - started) * 1000)
-    if status is not None and not is_success(status):
-        error = f"answered {status}"
-    return status, error, wait_s, latency_ms
-
-
-def _session(concurrency: int) -> aiohttp.ClientSession:
-    """A connection pool for one target. aiohttp rather than httpx: a request
-    costs a tenth of the CPU (measured for bench/webhooks.py)."""
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    # the whole attempt is timed by `post`; proxies come from settings, not
-    # from the server's environment
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=None),
-        trust_env=False,
-        auto_decompress=False,
-    )
-
-
-@dataclass
-class _Ledger:
-    """Claims and settlements of every worker, written together (group commit)."""
-
-    store: WebhookStore
-    owner: str
-    clock: Clock
-    linger_s: float = 0.0
-    _settlements: list[tuple[Settlement, asyncio.Future[None]]] = field(
-        default_factory=list
-    )
-    _claims: list[tuple[ClaimRequest, asyncio.Future[Claimed]]] = field(
-        default_factory=list
-    )
-    _ready: asyncio.Event = field(default_factory=asyncio.Event)
-    _idle: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def claim(self, request: ClaimRequest) -> Claimed:
-        """Raises: StoreError."""
-        answer: asyncio.Future[Claimed] = asyncio.get_running_loop().create_future()
-        self._claims.append((request, answer))
-        self._ready.set()
-        return await answer
-
-    async def settle(self, settlement: Settlement) -> None:
-        """Raises: StoreError."""
-        answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._settlements.append((settlement, answer))
-        self._ready.set()
-        await answer
-
-    async def drain(self) -> None:
-        """Wait until what is queued now has been written."""
-        while self._settlements or self._claims or not self._idle.is_set():
-            self._ready.set()
-            await asyncio.sleep(0.01)
-
-    async def run(self) -> None:
-        self._idle.set()
-        while True:
-            await self._ready.wait()
-            self._idle.clear()
-            # linger, so that one transaction carries what every worker has
-            # to say: each one takes a turn on the store's writer
-            await asyncio.sleep(self.linger_s)
-            self._ready.clear()
-            settlements, self._settlements = self._settlements, []
-            claims, self._claims = self._claims, []
-            try:
-                await self._write(settlements, claims)
-            finally:
-                self._idle.set()
-
-    async def _write(
-        self,
-        settlements: list[tuple[Settlement, asyncio.Future[None]]],
-        claims: list[tuple[ClaimRequest, asyncio.Future[Claimed]]],
-    ) -> None:
-        try:
-            claimed = await self.store.exchange(
-                [s for s, _ in settlements],
-                [c for c, _ in claims],
-                self.owner,
-                self.clock(),
-            )
-        except Exception as exc:
-            if not isinstance(exc, StoreError):
-                logger.exception("webhook ledger failed")
-                exc = StoreError(f"webhook ledger failed: {exc}")
-            answers: list[asyncio.Future[None] | asyncio.Future[Claimed]] = [
-                *(a for _, a in settlements),
-                *(a for _, a in claims),
-            ]
-            for answer in answers:
-                if not answer.done():
-                    answer.set_exception(exc)
-            return
-        for _, done in settlements:
-            if not done.done():
-                done.set_result(None)
-        for (_, answer), got in zip(claims, claimed, strict=True):
-            if not answer.done():
-                answer.set_result(got)

@@ -18,7 +18,8 @@ import pytest
 
 from ordercast.aws.handlers import webhook as webhook_handler
 from ordercast.aws.items import event_item, event_to_json
-from ordercast.aws.routing import filter_policy, render_stack, webhook_stack
+from ordercast.aws.routing import filter_policy
+from ordercast.aws.webhook_stack import render_stack, webhook_stack
 from ordercast.aws.webhooks import (
     REPLAY_ATTRIBUTE,
     WebhookFunction,
