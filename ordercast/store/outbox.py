@@ -6,8 +6,10 @@ for SQLite's write lock. Portable SQLAlchemy Core: SQLite and PostgreSQL.
 
 Leases: a delivery is claimed by a conditional UPDATE that sets its lease only
 if nobody holds it (`lease_until_ms <= now`). On SQLite writers take turns; on
-PostgreSQL a second claimer waits for the first one's row lock, re-checks the
-condition on the updated row, and skips it. Either way one caller gets it.
+PostgreSQL the query that picks them skips rows another claimer has locked,
+and should two pick the same row anyway, the second waits for the first
+one's row lock, re-checks the condition on the updated row, and skips it.
+Either way one caller gets it.
 """
 
 from __future__ import annotations
@@ -200,6 +202,10 @@ _heads = (
     )
     .order_by(_d.c.next_attempt_at_ms)
     .limit(sa.bindparam("b_limit"))
+    # PostgreSQL: pass over rows another claimer is leasing right now, rather
+    # than wait for it and find them gone (SQLite has one writer, and no
+    # such clause)
+    .with_for_update(skip_locked=True)
 )
 
 _lease = (

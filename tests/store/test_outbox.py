@@ -533,8 +533,8 @@ def _claim_from_a_process(spec: StoreSpec, start: Any, owner: str, found: Any) -
                 [got] = await webhooks.exchange(
                     [], [ClaimRequest("t-1", 2, LEASE_S)], owner, NOW
                 )
-                if not got.deliveries:
-                    break
+                if not got.deliveries and got.next_due_at is None:
+                    break  # nothing left that nobody holds
                 claimed += [d.delivery_id for d in got.deliveries]
                 done = [settled(d, Outcome.DELIVERED) for d in got.deliveries]
                 await webhooks.exchange(done, [], owner, NOW)
