@@ -45,12 +45,16 @@ typecheck: install
 unit: install
 	$(BIN)/pytest --cov --cov-report=term
 
-# the AWS deployment: generated ASL up to date and valid, template valid
+# the AWS deployment: generated ASL up to date and valid, template valid; the
+# webhook stack generated from the example declaration up to date and valid
 aws-checks: install $(SAM_VENV)/.installed $(NPM_TOOLS)/.installed
 	$(BIN)/ordercast export-asl --check
 	$(NPM_TOOLS)/node_modules/.bin/asl-validator --json-path deploy/aws/statemachine.asl.json
 	cd deploy/aws && $(CHECK_ENV) ../../$(SAM_VENV)/bin/cfn-lint template.yaml
 	cd deploy/aws && $(CHECK_ENV) ../../$(SAM_VENV)/bin/sam validate --lint --template template.yaml
+	$(BIN)/ordercast webhooks export-aws --rules deploy/aws/webhooks.example.json --check
+	cd deploy/aws && $(CHECK_ENV) ../../$(SAM_VENV)/bin/cfn-lint webhooks.json
+	cd deploy/aws && $(CHECK_ENV) ../../$(SAM_VENV)/bin/sam validate --lint --template webhooks.json
 
 bench: install
 	$(BIN)/python bench/fanout.py

@@ -28,6 +28,7 @@ from ordercast.errors import (
 from ordercast.runtime import build_runtime
 from ordercast.settings import Settings
 from ordercast.web.routes import router as web_router, static_files
+from ordercast.webhooks.api import router as webhooks_router
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(router)
     app.include_router(web_router)
+    app.include_router(webhooks_router)
     app.mount("/static", static_files(), name="static")
     # FastAPI's documented way to extend the schema is to replace this method
     app.openapi = lambda: _openapi_with_bearer(app)  # type: ignore[method-assign]

@@ -19,6 +19,7 @@ from ordercast import logs
 from ordercast.auth import issue_token
 from ordercast.lifecycle import Role
 from ordercast.settings import Settings
+from ordercast.webhooks.cli import app as webhooks_app
 from ordercast.wire.bodies import ID_PATTERN
 
 
@@ -41,6 +42,7 @@ class LogFormat(StrEnum):
 app = typer.Typer(
     help="Live food-delivery order status over WebSocket.", no_args_is_help=True
 )
+app.add_typer(webhooks_app, name="webhooks")
 
 
 @app.command()

@@ -14,6 +14,14 @@ The tree::
     │   ├── InvalidCommand         422 malformed command
     │   ├── InvalidRequest         422 body or parameter off the API's schema
     │   ├── IdempotencyKeyReused   422 same key, different request
+    │   ├── InvalidPattern         422 an event pattern off the pattern language
+    │   ├── UnknownTarget          422 a rule names a target that does not exist
+    │   ├── RuleNotFound           404
+    │   ├── TargetNotFound         404
+    │   ├── DeliveryNotFound       404 no dead letter has this id
+    │   ├── RuleExists             409 create with a rule id already taken
+    │   ├── TargetExists           409 create with a target id already taken
+    │   ├── TargetInUse            409 delete a target that a rule still names
     │   └── FrameError             wire: a client frame we cannot act on
     │       ├── InvalidJson
     │       ├── UnknownAction
@@ -201,3 +209,90 @@ class UnknownAction(FrameError):
 
 class FrameTooLarge(FrameError):
     code = "frame_too_large"
+
+
+# event routing and webhooks
+
+
+class InvalidPattern(Refusal):
+    """An event pattern that breaks the pattern language (docs/webhooks.md).
+
+    Raised when a rule is defined, never when an event is matched: a pattern
+    that was accepted always matches or not, without error.
+    """
+
+    code = "invalid_pattern"
+    http_status = 422
+
+    def __init__(self, path: str, reason: str) -> None:
+        where = path or "the top"
+        super().__init__(f"invalid pattern at {where}: {reason}", path=path)
+
+
+class UnknownTarget(Refusal):
+    code = "unknown_target"
+    http_status = 422
+
+    def __init__(self, target_ids: list[str]) -> None:
+        names = ", ".join(repr(t) for t in target_ids)
+        super().__init__(f"no webhook target has the id {names}", targetIds=target_ids)
+
+
+class RuleNotFound(Refusal):
+    code = "rule_not_found"
+    http_status = 404
+
+    def __init__(self, rule_id: str) -> None:
+        super().__init__(f"there is no rule {rule_id!r}", ruleId=rule_id)
+
+
+class TargetNotFound(Refusal):
+    code = "target_not_found"
+    http_status = 404
+
+    def __init__(self, target_id: str) -> None:
+        super().__init__(
+            f"there is no webhook target {target_id!r}", targetId=target_id
+        )
+
+
+class DeliveryNotFound(Refusal):
+    code = "delivery_not_found"
+    http_status = 404
+
+    def __init__(self, delivery_id: int) -> None:
+        super().__init__(
+            f"there is no dead letter {delivery_id}", deliveryId=delivery_id
+        )
+
+
+class RuleExists(Refusal):
+    code = "rule_exists"
+    http_status = 409
+
+    def __init__(self, rule_id: str) -> None:
+        super().__init__(f"rule {rule_id!r} already exists", ruleId=rule_id)
+
+
+class TargetExists(Refusal):
+    code = "target_exists"
+    http_status = 409
+
+    def __init__(self, target_id: str) -> None:
+        super().__init__(
+            f"webhook target {target_id!r} already exists", targetId=target_id
+        )
+
+
+class TargetInUse(Refusal):
+    code = "target_in_use"
+    http_status = 409
+
+    def __init__(self, target_id: str, rule_ids: list[str]) -> None:
+        names = ", ".join(repr(r) for r in rule_ids)
+        super().__init__(
+            f"webhook target {target_id!r} is named by rule {names}; "
+            "change or delete those rules first",
+            targetId=target_id,
+            ruleIds=rule_ids,
+        )

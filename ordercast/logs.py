@@ -92,3 +92,5 @@ def configure(level: str, as_json: bool = False) -> None:
     handler.setFormatter(JsonFormatter() if as_json else ContextFormatter(FORMAT))
     handler.addFilter(RedactTokens())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    # httpx logs every request at INFO (webhooks, the replay); ours say what matters
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.root.level))

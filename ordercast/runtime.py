@@ -23,7 +23,11 @@ from ordercast.gateway.websocket import WebSocketGateway
 from ordercast.notifier import Notifier
 from ordercast.settings import Settings
 from ordercast.store.base import Store
+from ordercast.store.outbox import SqlWebhookStore
+from ordercast.store.sql import SqlStore
 from ordercast.store.sqlite import SqliteStore
+from ordercast.webhooks.attempts import RetryPolicy
+from ordercast.webhooks.dispatcher import Dispatcher, WebhookSettings
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +47,8 @@ class Runtime:
     notifier: Notifier
     gateway: WebSocketGateway
     verifier: TokenVerifier
+    webhooks: Dispatcher | None = None
+    """Routing rules and webhook deliveries, on stores that keep an outbox."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
@@ -55,6 +61,8 @@ class Runtime:
             self.bus.subscribe(self.engine.hear)
             self.bus.on_resume(self.notifier.resume)
         await self.bus.start()
+        if self.webhooks is not None:
+            await self.webhooks.start()  # before the first command is written
         await self.engine.start()
         if self.settings.is_cluster:
             interval_s = self.settings.catch_up_interval_s
@@ -70,6 +78,8 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.engine.stop()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         await self.bus.close()
         await self.store.close()
 
@@ -113,6 +123,36 @@ def build_bus(settings: Settings) -> Bus:
     raise ValueError(f"unsupported ORDERCAST_BUS_URL: {url}")
 
 
+def build_webhooks(
+    settings: Settings, store: Store, idle_poll_s: float | None = None
+) -> Dispatcher | None:
+    """The webhook dispatcher, for stores that keep an outbox (SQL ones).
+
+    Args:
+        idle_poll_s: set by processes that deliver for servers
+            (`ordercast webhooks deliver`): they deliver whatever
+            `webhook_delivery` says, and look for work this often.
+    """
+    if not isinstance(store, SqlStore):
+        return None
+    retry = RetryPolicy(
+        settings.webhook_max_attempts,
+        settings.webhook_retry_base_s,
+        settings.webhook_retry_max_s,
+    )
+    webhook_settings = WebhookSettings(
+        retry,
+        settings.webhook_timeout_s,
+        settings.webhook_concurrency,
+        settings.webhook_lease_margin_s,
+        settings.webhook_poll_s,
+        settings.webhook_log_size,
+        deliver=idle_poll_s is not None or settings.webhook_delivery == "inline",
+        idle_poll_s=idle_poll_s,
+    )
+    return Dispatcher(SqlWebhookStore(store), webhook_settings)
+
+
 def build_runtime(settings: Settings) -> Runtime:
     """Every part of a node, from settings.
 
@@ -130,7 +170,10 @@ def build_runtime(settings: Settings) -> Runtime:
     hub = Hub(store, settings.location_interval_s, EtaTracker(store), bus)
     verifier = TokenVerifier(settings.token_secret)
     gateway = WebSocketGateway(hub, verifier, settings.max_outbox_frames)
-    return Runtime(settings, store, bus, engine, hub, Notifier(hub), gateway, verifier)
+    webhooks = build_webhooks(settings, store)
+    return Runtime(
+        settings, store, bus, engine, hub, Notifier(hub), gateway, verifier, webhooks
+    )
 
 
 def _check_pairing(settings: Settings) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -48,6 +50,27 @@ class Settings(BaseSettings):
     """Followers get at most one `courier.location` frame per order this often."""
     max_outbox_frames: int = Field(2048, gt=0)
     """Frames queued for one slow connection before it is told to resume."""
+    webhook_max_attempts: int = Field(8, ge=1)
+    """Attempts of a webhook delivery before it goes to the dead-letter list."""
+    webhook_retry_base_s: float = Field(1.0, gt=0)
+    """Backoff after the first failed attempt, doubled after each (with jitter)."""
+    webhook_retry_max_s: float = Field(600.0, gt=0)
+    """Longest backoff between two attempts."""
+    webhook_timeout_s: float = Field(10.0, gt=0)
+    """How long one attempt may take, unless its target says otherwise."""
+    webhook_concurrency: int = Field(8, ge=1)
+    """Requests in flight to one target (to distinct orders) at once."""
+    webhook_lease_margin_s: float = Field(30.0, gt=0)
+    """A delivery in flight stays leased for its timeout plus this; after a
+    crash it is sent again once the lease ends."""
+    webhook_poll_s: float = Field(1.0, gt=0)
+    """How often to look for rule changes and deliveries made by other
+    processes sharing the database."""
+    webhook_log_size: int = Field(1000, ge=1)
+    """Attempts kept per target in the delivery log."""
+    webhook_delivery: Literal["inline", "external"] = "inline"
+    """`inline`: the server sends webhooks itself. `external`: it only records
+    them; `ordercast webhooks deliver` processes send them."""
     opentelemetry: bool = False
     """Let FastAPI report spans and metrics to the configured OpenTelemetry
     providers. Off by default: checking for providers costs every request."""

@@ -103,6 +103,14 @@ class PostgresStore(SqlStore):
                 raise StoreError(f"not recorded: {_reason(exc)}") from exc
         raise AssertionError("the loop returns or raises")  # pragma: no cover
 
+    async def _write_lax(self, work: Work) -> Any:
+        def lax(connection: Connection) -> Any:
+            # this transaction's commit does not wait for the WAL to reach disk
+            connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+            return work(connection)
+
+        return await self._write(lax)
+
     async def _read(self, work: Work, *args: Any) -> Any:
         self._check_open()
         try:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command as alembic_command
@@ -48,6 +48,7 @@ from ordercast.lifecycle import (
     fire_deadline,
 )
 from ordercast.lifecycle.transitions import SYSTEM
+from ordercast.routing.rules import Routed, Routes, RuleSet, route
 from ordercast.store.base import (
     Applied,
     DueDeadline,
@@ -57,9 +58,18 @@ from ordercast.store.base import (
     Refused,
     Submission,
 )
-from ordercast.store.schema import deadlines, events, idempotency_keys, orders
+from ordercast.store.schema import (
+    PENDING,
+    deadlines,
+    events,
+    idempotency_keys,
+    orders,
+    webhook_deliveries,
+)
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def to_ms(at: datetime) -> int:
@@ -87,6 +97,9 @@ class SqlStore:
 
     def __init__(self) -> None:
         self._closed = False
+        self.routes: Routes | None = None
+        """Rules to match new events against: each match is recorded as a
+        webhook delivery in the event's transaction (set by the dispatcher)."""
 
     async def open(self) -> None:
         await self._write(migrate)
@@ -104,10 +117,14 @@ class SqlStore:
     ) -> list[Outcome]:
         if not submissions:
             return []
-        outcomes: list[Outcome] = await self._write(
-            _apply_batch, submissions, now, timeouts
+        routes = self.routes
+        rules = routes.rules if routes is not None else None
+        outcomes, targets = await self._write(
+            _apply_batch, submissions, now, timeouts, rules
         )
-        return outcomes
+        if routes is not None and targets:
+            routes.recorded(targets)
+        return list(outcomes)
 
     async def lease_due_deadlines(
         self, now: datetime, limit: int, lease_s: float
@@ -120,6 +137,36 @@ class SqlStore:
             _lease_due, to_ms(now), limit, until_ms
         )
         return due
+
+    # for the other tables of the same database (ordercast.store.outbox)
+
+    async def transact(
+        self, work: Callable[[Connection], T], durable: bool = True
+    ) -> T:
+        """Run `work` in one write transaction, in turn with command batches.
+
+        With `durable=False` the commit may skip waiting for the disk (where
+        the database allows it): for bookkeeping whose loss in a power cut
+        only means doing it again, such as webhook leases and attempts.
+
+        Raises:
+            StoreError: the database failed; nothing `work` wrote was kept.
+        """
+        result: T = await (self._write(work) if durable else self._write_lax(work))
+        return result
+
+    async def _write_lax(self, work: Work) -> Any:
+        """`_write`, with a commit that need not wait for the disk."""
+        return await self._write(work)
+
+    async def query(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` on a reader connection, off the event loop.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        result: T = await self._read(work)
+        return result
 
     # queries
 
@@ -223,13 +270,15 @@ def _apply_batch(
     submissions: Sequence[Submission],
     now: datetime,
     timeouts: Timeouts,
-) -> list[Outcome]:
+    rules: RuleSet | None,
+) -> tuple[list[Outcome], set[str]]:
+    """The batch's outcomes, and the webhook targets it recorded deliveries for."""
     now = from_ms(to_ms(now))  # what is stored is what is answered
-    batch = _Batch(connection, now, timeouts)
+    batch = _Batch(connection, now, timeouts, rules)
     batch.prefetch(submissions)
     outcomes = [batch.apply(submission) for submission in submissions]
     batch.flush()
-    return outcomes
+    return outcomes, {row["target_id"] for row in batch.deliveries}
 
 
 def _free_and_due(now_ms: int) -> sa.ColumnElement[bool]:
@@ -335,10 +384,18 @@ def _load_events(
 class _Batch:
     """One write transaction: decisions made in memory, rows written in `flush`."""
 
-    def __init__(self, connection: Connection, now: datetime, timeouts: Timeouts):
+    def __init__(
+        self,
+        connection: Connection,
+        now: datetime,
+        timeouts: Timeouts,
+        rules: RuleSet | None = None,
+    ):
         self.connection = connection
         self.now = now
         self.timeouts = timeouts
+        self.rules = rules if rules is not None and not rules.is_empty else None
+        self.deliveries: list[dict[str, Any]] = []
         self.orders: dict[str, OrderRecord | None] = {}
         self.created: set[str] = set()
         self.new_events: list[Event] = []
@@ -420,6 +477,9 @@ class _Batch:
         )
         self.new_events.extend(new)
         self.actors.extend(actor for _ in new)
+        if self.rules is not None:
+            routed = route(new, decision.order, self.rules)
+            self.deliveries.extend(_delivery_row(r, self.now) for r in routed)
         if before is None:
             self.created.add(order_id)
         created_at = before.created_at if before else self.now
@@ -521,6 +581,8 @@ class _Batch:
         if self.new_keys:
             keys = sorted(self.new_keys, key=lambda k: (k["subject"], k["key"]))
             execute(idempotency_keys.insert(), keys)
+        if self.deliveries:
+            execute(webhook_deliveries.insert(), self.deliveries)
 
     def _with_actors(self) -> zip[tuple[Event, Actor]]:
         return zip(self.new_events, self.actors, strict=True)
@@ -578,6 +640,28 @@ def _event_row(event: Event, actor: Actor) -> dict[str, Any]:
         "data": event.data,
         "actor_role": actor.role.value,
         "actor_subject": actor.subject,
+    }
+
+
+def _delivery_row(routed: Routed, now: datetime) -> dict[str, Any]:
+    """An outbox row: due now, leased by nobody."""
+    now_ms = to_ms(now)
+    return {
+        "target_id": routed.target_id,
+        "order_id": routed.event.order_id,
+        "seq": routed.event.seq,
+        "event_id": routed.event.event_id,
+        "rule_ids": list(routed.rule_ids),
+        "body": routed.body,
+        "state": PENDING,
+        "attempts": 0,
+        "next_attempt_at_ms": now_ms,
+        "lease_owner": None,
+        "lease_until_ms": 0,
+        "last_status": None,
+        "last_error": None,
+        "created_at_ms": now_ms,
+        "updated_at_ms": now_ms,
     }
 
 

@@ -34,6 +34,7 @@ class SqliteStore(SqlStore):
             raise ValueError(f"unknown synchronous mode {synchronous!r}")
         super().__init__()
         self.path = Path(path)
+        self.synchronous = synchronous.upper()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = _engine(self.path, synchronous, "BEGIN IMMEDIATE")
         self._reader = _engine(self.path, synchronous, "BEGIN")
@@ -46,12 +47,16 @@ class SqliteStore(SqlStore):
         self._reader.dispose()
 
     async def _write(self, work: Work, *args: Any) -> Any:
+        return await self._on_writer(self._in_transaction, work, *args)
+
+    async def _write_lax(self, work: Work) -> Any:
+        return await self._on_writer(self._in_lax_transaction, work)
+
+    async def _on_writer(self, run: Work, *args: Any) -> Any:
         self._check_open()
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(
-                self._write_thread, self._in_transaction, work, *args
-            )
+            return await loop.run_in_executor(self._write_thread, run, *args)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"not recorded: {exc}") from exc
 
@@ -70,6 +75,20 @@ class SqliteStore(SqlStore):
         self._check_open()
         with self._reader.connect() as connection:
             return work(connection, *args)
+
+    def _in_lax_transaction(self, work: Work) -> Any:
+        # SQLite takes the pragma only outside a transaction; in WAL mode a
+        # NORMAL commit is written but not synced, and the next FULL commit
+        # syncs it along with its own
+        with self._writer.connect() as connection:
+            raw = connection.connection.dbapi_connection
+            assert raw is not None, "a checked-out connection has its DBAPI one"
+            raw.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with connection.begin():
+                    return work(connection)
+            finally:
+                raw.execute(f"PRAGMA synchronous={self.synchronous}")
 
 
 def _engine(path: Path, synchronous: str, begin: str) -> Engine:

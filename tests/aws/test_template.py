@@ -135,7 +135,7 @@ def test_handlers_import_nothing_outside_the_lambda_package() -> None:
     code = (
         "import sys\n"
         "import ordercast.aws.handlers.http, ordercast.aws.handlers.websocket\n"
-        "import ordercast.aws.handlers.notifier\n"
+        "import ordercast.aws.handlers.notifier, ordercast.aws.handlers.webhook\n"
         "heavy = {'fastapi', 'starlette', 'sqlalchemy', 'alembic', 'uvicorn'}\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))\n"
     )

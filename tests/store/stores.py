@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from ordercast.store.base import Store
 from ordercast.store.postgres import PostgresStore, asyncpg_url
-from ordercast.store.schema import metadata
+from ordercast.store.schema import metadata, routing_version
 from ordercast.store.sqlite import SqliteStore
 from tests.services import fresh_database
 
@@ -88,6 +88,8 @@ class PostgresSpec:
 
         def truncate(connection: sa.Connection) -> None:
             connection.execute(sa.text(f"TRUNCATE {tables}"))
+            # the one row the migration seeds (ordercast.store.routing)
+            connection.execute(routing_version.insert().values(id=1, version=0))
             connection.commit()
 
         await self.look(truncate)

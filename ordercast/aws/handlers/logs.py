@@ -18,6 +18,9 @@ REQUEST_ID = "requestContext.requestId"
 SNS_MESSAGE_ID = "Records[0].Sns.MessageId"
 """Correlation id of an SNS delivery: the topic's message id."""
 
+SQS_MESSAGE_ID = "Records[0].messageId"
+"""Correlation id of an SQS batch: its first message's id."""
+
 
 def configure() -> None:
     """Route the `ordercast.*` loggers through the Powertools handler."""
