@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cache
 from importlib import resources
@@ -128,6 +128,9 @@ class Trip:
     """The courier's latest position, if one was reported."""
     details: dict[str, Any] = field(default_factory=dict)
     """The order's details (traffic, weather, vehicle, …) as created."""
+    ride_min: float | None = None
+    """The shipped model's ride, worked out once from the places and details
+    (`with_ride`): they never change, and every event and fix needs it."""
 
 
 def ride_features(trip: Trip) -> dict[str, float]:
@@ -160,13 +163,27 @@ def estimate(trip: Trip, now: datetime, model: Model | None = None) -> datetime 
     """
     if trip.status.is_terminal:
         return None
-    model = model or shipped_model()
-    ride_min = _bounded(model.ride.predict(ride_features(trip)), MIN_RIDE_MINUTES)
+    if model is None and trip.ride_min is not None:
+        ride_min, model = trip.ride_min, shipped_model()
+    else:
+        model = model or shipped_model()
+        ride_min = ride_minutes(trip, model)
     if trip.status in (Status.PICKED_UP, Status.IN_DELIVERY):
         return _after_pickup(trip, now, ride_min)
     preparation_min = _bounded(model.preparation.predict({}), 0.0)
     ready_at = trip.placed_at + timedelta(minutes=preparation_min)
     return max(ready_at, now) + timedelta(minutes=ride_min)
+
+
+def ride_minutes(trip: Trip, model: Model | None = None) -> float:
+    """The ride model's minutes from pickup to the door, for this trip."""
+    model = model or shipped_model()
+    return _bounded(model.ride.predict(ride_features(trip)), MIN_RIDE_MINUTES)
+
+
+def with_ride(trip: Trip) -> Trip:
+    """`trip` carrying its ride minutes under the shipped model."""
+    return replace(trip, ride_min=ride_minutes(trip))
 
 
 def _bounded(minutes: float, least: float) -> float:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
 
-from ordercast.eta.model import Trip, estimate, point_of
+from ordercast.eta.model import Trip, estimate, point_of, with_ride
 from ordercast.lifecycle import Event, Status
 from ordercast.wire.frames import format_at
 
@@ -24,12 +24,14 @@ def apply_event(trip: Trip | None, event: Event) -> Trip | None:
     if event.name == "order.received":
         details = event.data.get("details")
         details = details if isinstance(details, dict) else {}
-        return Trip(
-            status=event.status,
-            placed_at=event.at,
-            pickup=point_of(details.get("pickup")),
-            dropoff=point_of(details.get("dropoff")),
-            details=details,
+        return with_ride(
+            Trip(
+                status=event.status,
+                placed_at=event.at,
+                pickup=point_of(details.get("pickup")),
+                dropoff=point_of(details.get("dropoff")),
+                details=details,
+            )
         )
     if trip is None:
         return None

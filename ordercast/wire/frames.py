@@ -112,8 +112,9 @@ def parse_client_frame(raw: str | bytes) -> ClientFrame:
 def format_at(at: datetime) -> str:
     """RFC 3339 UTC with milliseconds, as in DESIGN.md (`…T12:00:05.120Z`)."""
     if at.tzinfo is not None:
-        at = at.astimezone(UTC)
-    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+        at = at.astimezone(UTC).replace(tzinfo=None)
+    # isoformat is several times faster than strftime, and this runs per frame
+    return at.isoformat(timespec="milliseconds") + "Z"
 
 
 def event_frame(event: Event, lang: str, eta: str | None = None) -> dict[str, Any]:
