@@ -14,7 +14,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi.telemetry import TelemetryConfig
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ordercast import __version__
 from ordercast.api import refusal_body, router
@@ -66,8 +69,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Live food-delivery order status, pushed over WebSocket",
         lifespan=lifespan,
         telemetry=None if settings.opentelemetry else _NO_TELEMETRY,
-        max_body_size=MAX_BODY_BYTES,
     )
+    # Starlette counts what is read of a streamed body; a body declared too
+    # large is refused before that, in the API's error shape (Starlette's own
+    # answer to it is plain text).
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY_BYTES)
+    app.add_middleware(DeclaredBodyLimit, max_body_size=MAX_BODY_BYTES)
     app.include_router(router)
     app.include_router(web_router)
     app.include_router(webhooks_router)
@@ -187,14 +194,42 @@ HTTP_ERROR_CODES = {
     400: "invalid_request",
     404: "not_found",
     405: "method_not_allowed",
+    413: "body_too_large",
 }
 """Codes for what Starlette refuses before an endpoint runs."""
+
+
+def _body_too_large() -> JSONResponse:
+    body = {
+        "type": "error",
+        "code": HTTP_ERROR_CODES[413],
+        "message": f"the request body is over {MAX_BODY_BYTES // 1024} KB",
+    }
+    return JSONResponse(body, status_code=413)
+
+
+class DeclaredBodyLimit:
+    """Refuse a request whose Content-Length is over `max_body_size`, unread."""
+
+    def __init__(self, app: ASGIApp, max_body_size: int) -> None:
+        self.app = app
+        self.max_body_size = max_body_size
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            declared = Headers(scope=scope).get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_body_size:
+                await _body_too_large()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 async def _http_error_response(request: Request, exc: Exception) -> Response:
     """Starlette's own refusals (no such route, wrong method, unreadable body)."""
     assert isinstance(exc, HTTPException)
     where = f"{request.method} {request.url.path}"
+    if exc.status_code == 413:
+        return _body_too_large()
     message = {
         404: f"there is no {request.url.path} in this API (see /openapi.json)",
         405: f"{where} is not part of this API (see /openapi.json)",

@@ -59,6 +59,15 @@ _RETRY_SERVICE = {
     "BackoffRate": 2.0,
 }
 
+_NEVER_RETRY_CANCELLED = {"ErrorEquals": [TRANSACTION_CANCELLED], "MaxAttempts": 0}
+"""A failed condition is an answer, not a fault: it goes to `Catch` at once.
+Step Functions uses the first retrier that names an error, so this one,
+placed first, keeps `_RETRY_SERVICE` (throttling, DynamoDB's own errors)
+from retrying it."""
+
+_RETRY_WRITE = [_NEVER_RETRY_CANCELLED, _RETRY_SERVICE]
+"""Retriers of a conditional transaction."""
+
 ANNOUNCE = "Announce"
 ROUTE = "Route"
 RESYNC = "Resync"
@@ -219,6 +228,7 @@ def _wait(status: Status, deadline: Deadline | None) -> dict[str, Any]:
         },
         "TimeoutSecondsPath": f"$.timeouts.{setting}",
         "ResultPath": "$.event",
+        "Retry": _RETRY_WRITE,
         "Catch": [
             {"ErrorEquals": ["States.Timeout"], "ResultPath": None, "Next": on_timeout},
             {
@@ -272,6 +282,7 @@ def _deadline_states(deadline: Deadline) -> dict[str, Any]:
             ]
         },
         "ResultPath": None,
+        "Retry": _RETRY_WRITE,
         "Catch": [
             {
                 "ErrorEquals": [TRANSACTION_CANCELLED],

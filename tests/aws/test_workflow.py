@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from moto.dynamodb.exceptions import DynamodbException
 from moto.dynamodb.models import DynamoDBBackend
 
 from ordercast.aws.workflow import execution_name
@@ -238,3 +239,37 @@ def test_command_arriving_inside_the_steps_transaction_waits_for_it(
     assert [reply.status for reply in replies] == [200]
     assert "Resync" not in _states_entered(stack, "o-9")
     assert [seq for seq, _, _ in _names(stack, "o-9")] == [1, 2]
+
+
+def test_a_throttled_token_write_is_retried_and_the_order_goes_on(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a DynamoDB that throttles the step's first two token writes
+    throttled: list[int] = []
+    transact = DynamoDBBackend.transact_write_items
+
+    def throttling(backend: DynamoDBBackend, items: list[dict[str, Any]]) -> None:
+        tokens = stack.names["TaskTokensTable"]
+        writes_token = any(
+            item.get("Put", {}).get("TableName") == tokens for item in items
+        )
+        if writes_token and len(throttled) < 2:
+            throttled.append(1)
+            raise DynamodbException(
+                "ProvisionedThroughputExceededException", "Rate of requests exceeded"
+            )
+        transact(backend, items)
+
+    monkeypatch.setattr(DynamoDBBackend, "transact_write_items", throttling)
+    stack.create("o-10")
+
+    # when the step has stored its token after all, and a command comes
+    wait_until(lambda: stack.services.store.task_token("o-10") is not None)
+    assert stack.command("o-10", "accept", "restaurant", "r-1").status == 200
+    stack.settle("o-10", 2)
+
+    # then the throttling cost retries only: the command resumed the step
+    assert len(throttled) == 2
+    assert stack.execution_status("o-10") == "RUNNING"
+    assert "Resync" not in _states_entered(stack, "o-10")
+    assert [seq for seq, _, _ in _names(stack, "o-10")] == [1, 2]
