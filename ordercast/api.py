@@ -22,9 +22,9 @@ from ordercast.lifecycle import (
     Role,
 )
 from ordercast.runtime import Runtime
-from ordercast.store.base import Applied, OrderRecord, Submission
+from ordercast.store.base import Applied, Submission
 from ordercast.wire.bodies import CommandBody, CreateOrder, LocationBody
-from ordercast.wire.frames import MAX_SEQ, encode, event_frame, format_at
+from ordercast.wire.frames import MAX_SEQ, encode, event_frame, order_view
 from ordercast.wire.messages import negotiate_language
 
 router = APIRouter()
@@ -243,20 +243,6 @@ async def _frames(call: Call, events: Sequence[Event]) -> list[dict[str, Any]]:
         event_frame(event, call.lang, eta)
         for event, eta in zip(events, etas, strict=True)
     ]
-
-
-def order_view(record: OrderRecord) -> dict[str, Any]:
-    state = record.state
-    return {
-        "orderId": state.order_id,
-        "status": state.status.value,
-        "seq": state.seq,
-        "customerId": state.customer_id,
-        "restaurantId": state.restaurant_id,
-        "courierId": state.courier_id,
-        "createdAt": format_at(record.created_at),
-        "updatedAt": format_at(record.updated_at),
-    }
 
 
 # courier location

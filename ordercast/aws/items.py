@@ -110,20 +110,6 @@ def record_from_item(item: Item) -> OrderRecord:
     )
 
 
-def record_json(record: OrderRecord) -> dict[str, Any]:
-    state = record.state
-    return {
-        "orderId": state.order_id,
-        "status": state.status.value,
-        "seq": state.seq,
-        "customerId": state.customer_id,
-        "restaurantId": state.restaurant_id,
-        "courierId": state.courier_id,
-        "createdAt": format_at(record.created_at),
-        "updatedAt": format_at(record.updated_at),
-    }
-
-
 def record_from_json(body: dict[str, Any]) -> OrderRecord:
     state = OrderState(
         body["orderId"],

@@ -32,7 +32,6 @@ from ordercast.aws.items import (
     order_item,
     record_from_item,
     record_from_json,
-    record_json,
 )
 from ordercast.errors import (
     IdempotencyKeyReused,
@@ -42,7 +41,7 @@ from ordercast.errors import (
 )
 from ordercast.lifecycle import Decision, Event, Timeouts, decide
 from ordercast.store.base import Applied, OrderRecord, Outcome, Refused, Submission
-from ordercast.wire.frames import format_at
+from ordercast.wire.frames import format_at, order_view
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -125,7 +124,7 @@ class DynamoStore:
         applied = _applied(decision, record, now)
         items = [self._event_put(e, submission) for e in applied.events]
         items.append(self._order_write(applied.order, record))
-        answer: dict[str, Any] = {"order": record_json(applied.order)}
+        answer: dict[str, Any] = {"order": order_view(applied.order)}
         if applied.events:
             answer["seqs"] = [applied.events[0].seq, applied.events[-1].seq]
         if submission.idempotency_key:

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from ordercast.api import ERRORS, call_of, order_view
+from ordercast.api import ERRORS, call_of
 from ordercast.errors import Forbidden
 from ordercast.lifecycle import Role, Status
 from ordercast.lifecycle.table import HAPPY_PATH
@@ -29,7 +29,7 @@ from ordercast.runtime import Runtime
 from ordercast.web.graph import lifecycle_svg
 from ordercast.web.text import page_text
 from ordercast.wire.bodies import ID_PATTERN
-from ordercast.wire.frames import format_at
+from ordercast.wire.frames import format_at, order_view
 from ordercast.wire.messages import negotiate_language
 
 router = APIRouter()

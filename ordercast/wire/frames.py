@@ -26,6 +26,7 @@ from ordercast.errors import (
     UnknownAction,
 )
 from ordercast.lifecycle.log import Event
+from ordercast.store.base import OrderRecord
 from ordercast.wire.messages import message_for
 
 MAX_FRAME_BYTES = 32 * 1024
@@ -134,6 +135,21 @@ def event_frame(event: Event, lang: str, eta: str | None = None) -> dict[str, An
         "data": event.data,
         "message": message_for(event.name, event.data, lang),
         "eta": eta,
+    }
+
+
+def order_view(record: OrderRecord) -> dict[str, Any]:
+    """The order as `GET /orders/{id}` and a command's answer show it."""
+    state = record.state
+    return {
+        "orderId": state.order_id,
+        "status": state.status.value,
+        "seq": state.seq,
+        "customerId": state.customer_id,
+        "restaurantId": state.restaurant_id,
+        "courierId": state.courier_id,
+        "createdAt": format_at(record.created_at),
+        "updatedAt": format_at(record.updated_at),
     }
 
 

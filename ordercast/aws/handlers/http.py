@@ -28,9 +28,9 @@ from ordercast.aws.handlers.logs import REQUEST_ID, configure, logger
 from ordercast.aws.runtime import Services, services
 from ordercast.errors import InvalidRequest, Refusal, StoreError
 from ordercast.lifecycle import Actor, Command, Event, Request
-from ordercast.store.base import Applied, OrderRecord, Submission
+from ordercast.store.base import Applied, Submission
 from ordercast.wire.bodies import CommandBody, CreateOrder, LocationBody
-from ordercast.wire.frames import event_frame, format_at
+from ordercast.wire.frames import event_frame, order_view
 from ordercast.wire.messages import supported_language
 
 configure()
@@ -152,21 +152,6 @@ def _drive(svc: Services, applied: Applied, created: bool) -> None:
             svc.workflow.resume(svc.store, applied)
     except ClientError as exc:
         raise StoreError("the order's execution could not be started") from exc
-
-
-def order_view(record: OrderRecord) -> dict[str, Any]:
-    """The order as `GET /orders/{id}` shows it (the embedded `order_view`)."""
-    state = record.state
-    return {
-        "orderId": state.order_id,
-        "status": state.status.value,
-        "seq": state.seq,
-        "customerId": state.customer_id,
-        "restaurantId": state.restaurant_id,
-        "courierId": state.courier_id,
-        "createdAt": format_at(record.created_at),
-        "updatedAt": format_at(record.updated_at),
-    }
 
 
 # request pieces
