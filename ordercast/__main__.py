@@ -1,5 +1,5 @@
 """`python -m ordercast` runs the command line."""
 
-from ordercast.cli import app
+from ordercast.cli import main
 
-app()
+main()

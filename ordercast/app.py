@@ -91,12 +91,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def websocket(websocket: WebSocket) -> None:
         await app.state.runtime.gateway.serve(websocket)
 
-    @app.get("/healthz", include_in_schema=False)
+    @app.api_route("/healthz", methods=["GET", "HEAD"], include_in_schema=False)
     async def healthz() -> dict[str, str]:
         """The process is up (liveness)."""
         return {"status": "ok"}
 
-    @app.get("/readyz", include_in_schema=False)
+    @app.api_route("/readyz", methods=["GET", "HEAD"], include_in_schema=False)
     async def readyz() -> JSONResponse:
         """The store and the bus answer, so this node can serve (readiness)."""
         runtime = app.state.runtime

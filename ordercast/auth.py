@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import jwt
 
 from ordercast.errors import Unauthorized
 from ordercast.lifecycle import Actor, Role
+from ordercast.wire.bodies import ID_PATTERN
 
 DEVELOPMENT_SECRET = "ordercast-development-secret-do-not-use-in-production"
 """Used when ORDERCAST_TOKEN_SECRET is unset; the server warns loudly at start."""
 
 _CACHE_SIZE = 10_000
+
+CLOCK_SKEW_S = 60
+"""How far the clock of the machine that issued a token may be off from ours:
+`iat`, `nbf` and `exp` are read with this much leeway."""
 
 
 def issue_token(
@@ -57,7 +63,11 @@ class TokenVerifier:
     def _decode(self, token: str) -> tuple[Actor, float]:
         try:
             claims = jwt.decode(
-                token, self._secret, algorithms=["HS256"], options={"require": ["sub"]}
+                token,
+                self._secret,
+                algorithms=["HS256"],
+                options={"require": ["sub"]},
+                leeway=CLOCK_SKEW_S,
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("the token has expired") from exc
@@ -68,8 +78,13 @@ class TokenVerifier:
         except ValueError as exc:
             roles = ", ".join(r.value for r in Role)
             raise Unauthorized(f"the token's role must be one of {roles}") from exc
-        expires_at = float(claims.get("exp", float("inf")))
-        return Actor(role, str(claims["sub"])), expires_at
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not re.fullmatch(ID_PATTERN, subject):
+            raise Unauthorized(
+                "the token's sub must be an id (1 to 128 of A-Z a-z 0-9 . _ : ~ -)"
+            )
+        expires_at = float(claims.get("exp", float("inf"))) + CLOCK_SKEW_S
+        return Actor(role, subject), expires_at
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -45,6 +45,17 @@ app = typer.Typer(
 app.add_typer(webhooks_app, name="webhooks")
 
 
+def main() -> None:
+    """The `ordercast` command: a file that cannot be read or written is an
+    error line, not a traceback."""
+    try:
+        app()
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        typer.echo(f"error: {exc.strerror or exc}{where}", err=True)
+        raise SystemExit(1) from exc
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -207,8 +218,15 @@ def replay(
 
     _configure_logging("warning")
     try:
-        shares = Shares(reject_share, no_answer_share, cancel_share, fail_share)
         real_tracks = tuple(load_tracks(tracks)) if gps else ()
+    except FileNotFoundError as exc:
+        typer.echo(
+            f"error: no GPS tracks ({exc.filename}); pass --tracks or --no-gps",
+            err=True,
+        )
+        raise typer.Exit(2) from exc
+    try:
+        shares = Shares(reject_share, no_answer_share, cancel_share, fail_share)
         plan_options = PlanOptions(
             prefix or new_prefix(), seed, limit, start_minute, shares, real_tracks
         )
@@ -227,12 +245,6 @@ def replay(
             "The Grubhub instances are expected in "
             "../shared/data/grubhub-mdrp/<instance> relative to the repository "
             "root; pass another folder with --instance.",
-            err=True,
-        )
-        raise typer.Exit(2) from exc
-    except FileNotFoundError as exc:
-        typer.echo(
-            f"error: no GPS tracks ({exc.filename}); pass --tracks or --no-gps",
             err=True,
         )
         raise typer.Exit(2) from exc
@@ -278,7 +290,11 @@ def watch(
     _configure_logging("warning")
     secret = _settings().token_secret
     ws_url = websocket_url(url, token_ or issue_token(secret, role, subject), lang)
-    emit = pretty_printer(Console(highlight=False)) if pretty else raw_printer()
+    emit = (
+        pretty_printer(Console(highlight=False, soft_wrap=True))
+        if pretty
+        else raw_printer()
+    )
     target = ALL_ORDERS if all_orders else str(order_id)
     try:
         asyncio.run(follow(ws_url, target, None if all_orders else since, emit))

@@ -11,6 +11,7 @@ The tree::
     │   ├── ConnectionGone         410 no such connection (Management API)
     │   ├── OrderExists            409 create with an id already taken
     │   ├── InvalidTransition      409 command does not fit the status
+    │   ├── CourierAlreadyAssigned 409 assign_courier with the order's courier
     │   ├── InvalidCommand         422 malformed command
     │   ├── InvalidRequest         422 body or parameter off the API's schema
     │   ├── IdempotencyKeyReused   422 same key, different request
@@ -157,11 +158,27 @@ class InvalidTransition(Refusal):
             hint = f"{command} is accepted only from {', '.join(allowed)}"
         else:
             hint = f"{status} is final"
+        doing = "report a location for" if command == "location" else command
         super().__init__(
-            f"cannot {command} order {order_id!r}: it is {status}, and {hint}",
+            f"cannot {doing} order {order_id!r}: it is {status}, and {hint}",
             orderId=order_id,
             status=status,
             command=command,
+        )
+
+
+class CourierAlreadyAssigned(Refusal):
+    """`assign_courier` naming the courier the order already has."""
+
+    code = "invalid_transition"
+    http_status = 409
+
+    def __init__(self, order_id: str, status: str, courier_id: str):
+        super().__init__(
+            f"{courier_id!r} is already the courier of order {order_id!r}",
+            orderId=order_id,
+            status=status,
+            command="assign_courier",
         )
 
 

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ordercast.errors import (
+    CourierAlreadyAssigned,
     Forbidden,
     InvalidCommand,
     InvalidTransition,
@@ -179,6 +180,10 @@ def decide(
     if order is None:
         raise OrderNotFound(request.order_id)
     row = _authorized_row(order, request)
+    assigned = order.courier_id
+    if row.command is Command.ASSIGN_COURIER and assigned is not None:
+        if assigned == request.courier_id:
+            raise CourierAlreadyAssigned(order.order_id, order.status, assigned)
     data = _event_data(request)
     events = (NewEvent(row.event, row.target, data),)
     courier_id = request.courier_id if row.command is Command.ASSIGN_COURIER else None

@@ -129,9 +129,22 @@ def parse_pattern(source: Any) -> Pattern:
         raise InvalidPattern("", "a pattern holds JSON values only") from exc
     if size > MAX_PATTERN_BYTES:
         raise InvalidPattern("", f"{size} bytes is over the {MAX_PATTERN_BYTES} limit")
+    envelope = sorted(ENVELOPE_KEYS & source.keys())
+    if envelope:
+        raise InvalidPattern(
+            envelope[0],
+            "patterns address ordercast's event document directly, with no "
+            "EventBridge envelope: write its fields (event, status, data, ...) "
+            "at the top",
+        )
     compiler = _Compiler()
     compiler.walk(source, ())
     return Pattern(source, tuple(compiler.fields))
+
+
+ENVELOPE_KEYS = frozenset({"detail", "detail-type"})
+"""Fields of an EventBridge event's envelope, which ordercast's documents do
+not have: a pattern naming them would never match, so it is refused."""
 
 
 def is_number(value: Any) -> bool:
@@ -160,6 +173,8 @@ class _Compiler:
             raise InvalidPattern(describe(path), f"nested deeper than {MAX_DEPTH}")
         for key, value in node.items():
             here = (*path, key)
+            if key == "$or":
+                raise InvalidPattern(describe(here), "$or is not supported")
             if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH:
                 raise InvalidPattern(
                     describe(path), f"keys are 1 to {MAX_KEY_LENGTH} characters"

@@ -429,8 +429,23 @@ def test_assign_courier_without_courier_id_is_422_invalid_command(
     assert state_of(client, order_id) == before
 
 
+def test_a_token_from_a_clock_a_little_ahead_is_accepted(
+    client: httpx.Client,
+) -> None:
+    claims = {"sub": "ops-1", "role": "ops", "iat": int(time.time()) + 5}
+    token = jwt.encode(claims, SECRET, algorithm="HS256")
+
+    response = client.post(
+        "/orders",
+        json={"customerId": "cu-1", "restaurantId": "r-1"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+    assert response.status_code == 201, response.text
+
+
 def _expired_token() -> str:
-    claims = {"sub": "ops-1", "role": "ops", "exp": int(time.time()) - 60}
+    claims = {"sub": "ops-1", "role": "ops", "exp": int(time.time()) - 600}
     return jwt.encode(claims, SECRET, algorithm="HS256")
 
 
@@ -465,6 +480,31 @@ def _expired_token() -> str:
                 + jwt.encode({"role": "ops"}, SECRET, algorithm="HS256")
             },
             id="no-subject",
+        ),
+        pytest.param(
+            {
+                "Authorization": "Bearer "
+                + jwt.encode({"sub": "", "role": "ops"}, SECRET, algorithm="HS256")
+            },
+            id="empty-subject",
+        ),
+        pytest.param(
+            {
+                "Authorization": "Bearer "
+                + jwt.encode({"sub": "a b", "role": "ops"}, SECRET, algorithm="HS256")
+            },
+            id="subject-not-an-id",
+        ),
+        pytest.param(
+            {
+                "Authorization": "Bearer "
+                + jwt.encode(
+                    {"sub": "ops-1", "role": "ops", "iat": int(time.time()) + 600},
+                    SECRET,
+                    algorithm="HS256",
+                )
+            },
+            id="issued-ten-minutes-ahead",
         ),
     ],
 )
@@ -826,3 +866,11 @@ def test_a_streamed_body_is_cut_off_at_128_kb(client: httpx.Client) -> None:
     assert response.status_code == 413
     assert response.json()["code"] == "body_too_large"
     assert client.get("/orders/o-streamed", headers=OPS).status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_health_checks_answer_head_as_load_balancers_send_it(
+    client: httpx.Client, path: str
+) -> None:
+    assert client.head(path).status_code == 200
+    assert client.get(path).status_code == 200

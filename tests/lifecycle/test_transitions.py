@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ordercast.errors import (
+    CourierAlreadyAssigned,
     Forbidden,
     InvalidCommand,
     InvalidTransition,
@@ -226,6 +227,20 @@ def test_courier_cannot_pick_up_an_order_assigned_to_another_courier() -> None:
 
     with pytest.raises(Forbidden):
         decide(order, request(C.PICK_UP, Actor(R.COURIER, "c-9")), NOW, TIMEOUTS)
+
+
+def test_assigning_the_courier_an_order_has_records_nothing() -> None:
+    order = order_in(S.COURIER_ASSIGNED, courier_id="c-1")
+    again = request(C.ASSIGN_COURIER, OWNER[R.DISPATCH], courier_id="c-1")
+
+    with pytest.raises(CourierAlreadyAssigned) as raised:
+        decide(order, again, NOW, TIMEOUTS)
+
+    assert raised.value.http_status == 409
+    assert raised.value.to_wire()["code"] == "invalid_transition"
+    assert "'c-1' is already the courier" in str(raised.value)
+    other = request(C.ASSIGN_COURIER, OWNER[R.DISPATCH], courier_id="c-2")
+    assert decide(order, other, NOW, TIMEOUTS).order.courier_id == "c-2"
 
 
 def test_courier_cannot_act_on_an_order_with_no_courier_yet() -> None:

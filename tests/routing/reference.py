@@ -117,6 +117,8 @@ def _valid_object(
     for key, sub in node.items():
         if not isinstance(key, str) or not 1 <= len(key) <= 128:
             return False
+        if key == "$or" or (top and key in ("detail", "detail-type")):
+            return False
         if isinstance(sub, dict):
             if not _valid_object(sub, depth + 1, counted, top=False):
                 return False

@@ -106,6 +106,10 @@ def test_true_is_not_the_number_one_nor_a_string() -> None:
         ),
         ({"s": ["x"] * 257}, "s", "more than 256"),
         ({"s": ["x" * 9000]}, "", "over the 8192 limit"),
+        ({"detail": {"status": ["DELIVERED"]}}, "detail", "no EventBridge envelope"),
+        ({"detail-type": ["order.event"]}, "detail-type", "no EventBridge envelope"),
+        ({"$or": [{"status": ["DELIVERED"]}]}, "$or", "$or is not supported"),
+        ({"data": {"$or": [{"reason": ["x"]}]}}, "data.$or", "$or is not supported"),
     ],
 )
 def test_invalid_pattern_says_where_and_why(pattern: Any, path: str, says: str) -> None:

@@ -606,9 +606,9 @@ async def test_two_stores_on_one_database_keep_seq_gapless(
     async with opened(spec) as other:
         # when both write to one order at once
         writes = [
-            target.apply([assign("o-1", f"c-{i}")], NOW, TIMEOUTS)
+            target.apply([assign("o-1", f"{name}-{i}")], NOW, TIMEOUTS)
             for i in range(100)
-            for target in (store, other)
+            for name, target in (("a", store), ("b", other))
         ]
         results = await asyncio.gather(*writes)
 
