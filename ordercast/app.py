@@ -28,7 +28,7 @@ from ordercast.errors import (
     StoreError,
     internal_error_frame,
 )
-from ordercast.runtime import build_runtime
+from ordercast.runtime import Runtime, build_runtime
 from ordercast.settings import Settings
 from ordercast.web.routes import router as web_router, static_files
 from ordercast.webhooks.api import router as webhooks_router
@@ -36,8 +36,16 @@ from ordercast.webhooks.api import router as webhooks_router
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """A server for `settings` (read from the environment when None)."""
+def create_app(
+    settings: Settings | None = None, started: Runtime | None = None
+) -> FastAPI:
+    """A server for `settings` (read from the environment when None).
+
+    Args:
+        started: a runtime already started on the server's event loop, which
+            the server then stops when it ends; without one, the server builds
+            and starts its own.
+    """
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -47,8 +55,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "USING THE DEVELOPMENT TOKEN SECRET: anyone can mint tokens. "
                 "Set ORDERCAST_TOKEN_SECRET before exposing this server"
             )
-        runtime = build_runtime(settings)
-        await runtime.start()
+        runtime = started
+        if runtime is None:
+            runtime = build_runtime(settings)
+            await runtime.start()
         app.state.runtime = runtime
         settle_garbage_collector()
         logger.info(

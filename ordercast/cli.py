@@ -17,6 +17,7 @@ from rich.console import Console
 
 from ordercast import logs
 from ordercast.auth import issue_token
+from ordercast.errors import OrdercastError
 from ordercast.lifecycle import Role
 from ordercast.settings import Settings
 from ordercast.webhooks.cli import app as webhooks_app
@@ -72,6 +73,7 @@ def serve(
 ) -> None:
     """Run a server (settings from ORDERCAST_* environment variables)."""
     from ordercast.app import create_app
+    from ordercast.runtime import build_runtime
 
     settings = _settings()
     if settings.uses_development_secret and not _is_loopback(host):
@@ -85,8 +87,13 @@ def serve(
     if log_format is None:
         log_format = LogFormat.JSON if settings.is_cluster else LogFormat.TEXT
     logs.configure(log_level.value, as_json=log_format is LogFormat.JSON)
-    uvicorn.run(
-        create_app(settings),
+    try:
+        runtime = build_runtime(settings)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    config = uvicorn.Config(
+        create_app(settings, started=runtime),
         host=host,
         port=port,
         log_level=log_level.value,
@@ -101,6 +108,18 @@ def serve(
         # waits this long for requests in flight before the runtime stops
         timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
     )
+    server = uvicorn.Server(config)
+    # the runtime starts on the server's loop before it listens, so that a
+    # store or bus that does not answer is one line, not a lifespan traceback
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as loop:
+        try:
+            loop.run(runtime.start())
+        except OrdercastError as exc:
+            typer.echo(f"error: cannot start: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        loop.run(server.serve())
+    if not server.started:
+        raise typer.Exit(3)  # uvicorn's code for a server that could not start
 
 
 @app.command()

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from typing import IO
 
 from ordercast.auth import TokenVerifier
 from ordercast.bus.base import Bus
@@ -25,7 +26,7 @@ from ordercast.settings import Settings
 from ordercast.store.base import Store
 from ordercast.store.outbox import SqlWebhookStore
 from ordercast.store.sql import SqlStore
-from ordercast.store.sqlite import SqliteStore
+from ordercast.store.sqlite import SqliteStore, claim_for_one_server
 from ordercast.webhooks.attempts import RetryPolicy
 from ordercast.webhooks.dispatcher import Dispatcher, WebhookSettings
 
@@ -50,8 +51,11 @@ class Runtime:
     webhooks: Dispatcher | None = None
     """Routing rules and webhook deliveries, on stores that keep an outbox."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _sole_server: IO[bytes] | None = None
 
     async def start(self) -> None:
+        if isinstance(self.store, SqliteStore):
+            self._sole_server = claim_for_one_server(self.store.path)
         await self.store.open()
         self.bus.subscribe(self.notifier.handle)
         self.bus.subscribe_positions(self.hub.position_heard)
@@ -82,6 +86,8 @@ class Runtime:
             await self.webhooks.stop()
         await self.bus.close()
         await self.store.close()
+        if self._sole_server is not None:
+            self._sole_server.close()
 
 
 def build_store(settings: Settings) -> Store:

@@ -56,6 +56,8 @@ class Server:
     db_path: Path
     env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
+    program: tuple[str, ...] = ("-m", "ordercast", "serve")
+    """What Python runs, before `--port N`."""
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -83,7 +85,7 @@ class Server:
         self.log_path = self.db_path.with_suffix(f".{self.port}.log")
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "ordercast", "serve", "--port", str(self.port)],
+                [sys.executable, *self.program, "--port", str(self.port)],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

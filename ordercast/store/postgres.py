@@ -82,7 +82,14 @@ class PostgresStore(SqlStore):
         )
 
     async def open(self) -> None:
-        await self._write(_migrate_once)
+        try:
+            await self._write(_migrate_once)
+        except StoreError as exc:
+            # the driver's own words ("database "x" does not exist"), without
+            # SQLAlchemy's wrapping
+            cause = getattr(exc.__cause__, "orig", None) or exc.__cause__ or exc
+            reason = _reason(cause)
+            raise StoreError(f"cannot open the PostgreSQL store: {reason}") from exc
 
     async def close(self) -> None:
         await super().close()

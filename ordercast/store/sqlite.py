@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -131,3 +132,26 @@ def _enable_wal(cursor: Any) -> None:
             if "locked" not in str(exc) or attempt == WAL_ATTEMPTS - 1:
                 raise
             time.sleep(0.02)
+
+
+def claim_for_one_server(path: Path) -> IO[bytes]:
+    """Hold `<path>.lock` for as long as the returned file stays open.
+
+    An embedded server announces events on its in-process bus, so a second
+    server on the same file would never hear the first one's events and its
+    followers would miss them. The lock is the operating system's: a process
+    that dies, even by SIGKILL, lets go of it.
+
+    Raises:
+        StoreError: another process holds it.
+    """
+    lock = path.with_name(f"{path.name}.lock").open("ab")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise StoreError(
+            f"another ordercast server is serving {path}: servers that share a "
+            "store need the cluster runtime (PostgreSQL and Redis)"
+        ) from None
+    return lock

@@ -33,6 +33,7 @@ from tests.replay.test_followers import (
     subscribe_when_created,
     what_is_missing,
 )
+from tests.services import database_url, unique_name
 from tests.support import (
     OPS,
     UNIT_S,
@@ -369,3 +370,18 @@ async def test_readiness_checks_the_store_and_the_bus(cluster: Cluster) -> None:
 def test_a_store_without_a_bus_is_refused_at_start(cluster: Cluster) -> None:
     with pytest.raises(RuntimeError, match="go together"):
         cluster(1, ORDERCAST_BUS_URL="memory://")
+
+
+def test_a_database_that_is_not_there_is_one_line_at_start(cluster: Cluster) -> None:
+    # given a node pointed at a database nobody created
+    missing = database_url(unique_name("missing"))
+
+    # when it starts
+    with pytest.raises(RuntimeError) as failed:
+        cluster(1, ORDERCAST_DATABASE_URL=missing)
+
+    # then it says why, in a line, with no traceback
+    log = str(failed.value)
+    assert "error: cannot start: cannot open the PostgreSQL store: database" in log
+    assert "does not exist" in log
+    assert "Traceback" not in log
