@@ -52,9 +52,9 @@ aws-checks: install $(SAM_VENV)/.installed $(NPM_TOOLS)/.installed
 	$(NPM_TOOLS)/node_modules/.bin/asl-validator --json-path deploy/aws/statemachine.asl.json
 	cd deploy/aws && $(CHECK_ENV) ../../$(SAM_VENV)/bin/cfn-lint template.yaml
 	cd deploy/aws && $(CHECK_ENV) ../../$(SAM_VENV)/bin/sam validate --lint --template template.yaml
-	$(BIN)/ordercast webhooks export-aws --rules deploy/aws/webhooks.example.json --check
-	cd deploy/aws && $(CHECK_ENV) ../../$(SAM_VENV)/bin/cfn-lint webhooks.json
-	cd deploy/aws && $(CHECK_ENV) ../../$(SAM_VENV)/bin/sam validate --lint --template webhooks.json
+	$(BIN)/ordercast webhooks export-aws --rules deploy/aws/webhooks.example.json --output deploy/aws/webhooks.example.stack.json --check
+	cd deploy/aws && $(CHECK_ENV) ../../$(SAM_VENV)/bin/cfn-lint webhooks.example.stack.json
+	cd deploy/aws && $(CHECK_ENV) ../../$(SAM_VENV)/bin/sam validate --lint --template webhooks.example.stack.json
 
 bench: install
 	$(BIN)/python bench/fanout.py

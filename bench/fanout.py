@@ -380,7 +380,7 @@ async def prepare_orders(url: str, fixture: Fixture, concurrency: int = 32) -> N
             (f"/orders/{order_id}/commands", {"command": "accept"}),
             (
                 f"/orders/{order_id}/commands",
-                {"command": "assign_courier", "courierId": "c-0"},
+                {"command": "assign_courier", "courierId": "c-start"},
             ),
         ]
         async with limit:
@@ -647,8 +647,10 @@ async def _send_one(
     sent: list[Sent],
 ) -> None:
     """One `assign_courier`; the seq of its event comes from the answer."""
-    order_id = plan.order_ids[index % len(plan.order_ids)]
-    body = orjson.dumps({"command": "assign_courier", "courierId": f"c-{index % 97}"})
+    round_, order = divmod(index, len(plan.order_ids))
+    order_id = plan.order_ids[order]
+    # each round names another courier: the one an order already has is refused
+    body = orjson.dumps({"command": "assign_courier", "courierId": f"c-{round_ % 97}"})
     sent_ns = time.monotonic_ns()
     try:
         async with session.post(f"/orders/{order_id}/commands", data=body) as response:

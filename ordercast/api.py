@@ -61,9 +61,14 @@ class ErrorBody(BaseModel):
     message: str
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422)
-}
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` of a route's refusals: 401, 403 and 422, which any
+    route may answer, and `statuses`."""
+    return {code: {"model": ErrorBody} for code in sorted({401, 403, 422, *statuses})}
+
+
+WRITE_ERRORS = (413, 503)
+"""What any route with a body may also answer: too large, or not recorded."""
 
 
 # who is calling
@@ -88,12 +93,10 @@ def call_of(request: Request) -> Call:
     rt: Runtime = request.app.state.runtime
     headers = request.headers
     actor = rt.verifier.verify(bearer_token(headers.get("authorization")))
-    return Call(rt, actor, language_of(headers.get("accept-language")))
-
-
-def language_of(accept_language: str | None) -> str:
-    """Language of `message` fields: the best of Accept-Language we support."""
-    return negotiate_language(None, accept_language)
+    lang = negotiate_language(
+        request.query_params.get("lang"), headers.get("accept-language")
+    )
+    return Call(rt, actor, lang)
 
 
 def idempotency_key_of(request: Request) -> str | None:
@@ -124,6 +127,14 @@ _COMMAND_HEADERS = {
             "description": "Language of the `message` of each event.",
             "schema": {"type": "string"},
         },
+        {
+            "name": "lang",
+            "in": "query",
+            "required": False,
+            "description": "Language of the `message` of each event, over "
+            "Accept-Language (en, zh-Hans, es, pt).",
+            "schema": {"type": "string"},
+        },
     ]
 }
 
@@ -135,7 +146,7 @@ _COMMAND_HEADERS = {
     "/orders",
     status_code=201,
     response_model=CommandResult,
-    responses=ERRORS,
+    responses=errors(409, *WRITE_ERRORS),
     openapi_extra=_COMMAND_HEADERS,
 )
 async def create_order(body: CreateOrder, request: Request) -> Response:
@@ -158,7 +169,7 @@ async def create_order(body: CreateOrder, request: Request) -> Response:
 @router.post(
     "/orders/{order_id}/commands",
     response_model=CommandResult,
-    responses=ERRORS,
+    responses=errors(404, 409, *WRITE_ERRORS),
     openapi_extra=_COMMAND_HEADERS,
 )
 async def apply_command(order_id: str, body: CommandBody, request: Request) -> Response:
@@ -176,7 +187,7 @@ async def apply_command(order_id: str, body: CommandBody, request: Request) -> R
     return await _submit(call, command, key, fingerprint_of, status_code=200)
 
 
-@router.get("/orders/{order_id}", response_model=OrderView, responses=ERRORS)
+@router.get("/orders/{order_id}", response_model=OrderView, responses=errors(404))
 async def get_order(order_id: str, request: Request) -> dict[str, Any]:
     """The order's current status and seq."""
     call = call_of(request)
@@ -186,7 +197,9 @@ async def get_order(order_id: str, request: Request) -> dict[str, Any]:
     return order_view(record)
 
 
-@router.get("/orders/{order_id}/events", response_model=EventsPage, responses=ERRORS)
+@router.get(
+    "/orders/{order_id}/events", response_model=EventsPage, responses=errors(404)
+)
 async def list_events(
     order_id: str,
     request: Request,
@@ -248,7 +261,9 @@ async def _frames(call: Call, events: Sequence[Event]) -> list[dict[str, Any]]:
 # courier location
 
 
-@router.post("/orders/{order_id}/location", status_code=202, responses=ERRORS)
+@router.post(
+    "/orders/{order_id}/location", status_code=202, responses=errors(404, 409, 413)
+)
 async def report_location(
     order_id: str, body: LocationBody, request: Request
 ) -> dict[str, Any]:
@@ -270,7 +285,7 @@ def _ops_only(request: Request) -> Runtime:
     return call.runtime
 
 
-@router.get("/@connections", responses=ERRORS)
+@router.get("/@connections", responses=errors())
 async def list_connections(request: Request) -> dict[str, Any]:
     """Open connections of this process, as `GET /@connections/{id}` shows each.
 
@@ -293,7 +308,7 @@ _ANY_BODY = {
 @router.post(
     "/@connections/{connection_id}",
     status_code=200,
-    responses=ERRORS,
+    responses=errors(410, 413),
     openapi_extra=_ANY_BODY,
 )
 async def post_to_connection(connection_id: str, request: Request) -> Response:
@@ -308,13 +323,13 @@ async def post_to_connection(connection_id: str, request: Request) -> Response:
     return Response(status_code=200)
 
 
-@router.get("/@connections/{connection_id}", responses=ERRORS)
+@router.get("/@connections/{connection_id}", responses=errors(410))
 async def get_connection(connection_id: str, request: Request) -> dict[str, Any]:
     """When the connection opened, was last active, and who holds it."""
     return _ops_only(request).hub.get(connection_id).info()
 
 
-@router.delete("/@connections/{connection_id}", status_code=204, responses=ERRORS)
+@router.delete("/@connections/{connection_id}", status_code=204, responses=errors(410))
 async def delete_connection(connection_id: str, request: Request) -> Response:
     """Close the connection."""
     await (

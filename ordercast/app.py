@@ -278,5 +278,13 @@ def _without_password(url: str) -> str:
 
 
 def _describe(error: Any) -> str:
-    where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+    loc = tuple(error.get("loc", ()))
+    if error.get("type") == "json_invalid":
+        # FastAPI puts the character offset where a field name would go
+        why = (error.get("ctx") or {}).get("error", "")
+        at = f" at character {loc[-1]}" if len(loc) > 1 else ""
+        return f"the body is not valid JSON{at}" + (f" ({why})" if why else "")
+    if loc == ("body",) and error.get("type") == "model_attributes_type":
+        return "the body must be a JSON object, sent as application/json"
+    where = ".".join(str(p) for p in loc if p != "body")
     return f"{where}: {error.get('msg')}" if where else str(error.get("msg"))

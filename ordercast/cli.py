@@ -164,7 +164,14 @@ def export_asl(
     if str(output) == "-":
         typer.echo(text, nl=False)
     elif check:
-        if not output.exists() or output.read_text() != text:
+        if not output.exists():
+            typer.echo(
+                f"{output} does not exist; run from the repository root, or "
+                "name the file with --output",
+                err=True,
+            )
+            raise typer.Exit(1)
+        if output.read_text() != text:
             typer.echo(f"{output} is out of date; run `ordercast export-asl`", err=True)
             raise typer.Exit(1)
     else:
@@ -308,7 +315,10 @@ def watch(
         raise typer.BadParameter("give either ORDER_ID or --all")
     _configure_logging("warning")
     secret = _settings().token_secret
-    ws_url = websocket_url(url, token_ or issue_token(secret, role, subject), lang)
+    try:
+        ws_url = websocket_url(url, token_ or issue_token(secret, role, subject), lang)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--url") from exc
     emit = (
         pretty_printer(Console(highlight=False, soft_wrap=True))
         if pretty

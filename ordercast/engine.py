@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from ordercast.bus.base import Bus
 from ordercast.errors import BusError, StoreError
-from ordercast.lifecycle import Event, Timeouts
+from ordercast.lifecycle import DEADLINES, Event, Timeouts
 from ordercast.store.base import Applied, Outcome, Store, Submission
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,9 @@ LATE_DEADLINE_S = 1.0
 
 DEADLINE_LEASE_S = 10.0
 """How long a leased deadline is this engine's to fire before others may."""
+
+DEADLINE_STATUSES = frozenset(deadline.status for deadline in DEADLINES)
+"""Statuses an order gets a deadline in: an event into one may set it."""
 
 
 @dataclass
@@ -176,9 +179,14 @@ class Engine:
             self._bus_failing = False
 
     async def hear(self, events: Sequence[Event]) -> None:
-        """Bus handler: events another node recorded may have set a deadline."""
-        if events:
-            self._wake_deadlines_if_sooner()
+        """Bus handler: events another node recorded may have set a deadline.
+
+        Another node's deadline settings may be shorter than this one's (while
+        a change rolls out, say), so an event that sets a deadline wakes the
+        loop to read the store, whatever this node's own timeouts promise.
+        """
+        if any(event.status in DEADLINE_STATUSES for event in events):
+            self._deadlines_changed.set()
 
     def _note_status(self, outcome: Applied) -> None:
         if logger.isEnabledFor(logging.DEBUG):

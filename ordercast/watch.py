@@ -50,8 +50,13 @@ def websocket_url(http_url: str, token: str, lang: str | None = None) -> str:
 
     Browsers cannot set headers on a WebSocket, so the token goes in the query
     (DESIGN.md); `https` becomes `wss`.
+
+    Raises:
+        ValueError: not an http(s) or ws(s) URL with a host.
     """
     parts = urlsplit(http_url)
+    if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
+        raise ValueError(f"{http_url!r} is not a server URL like http://127.0.0.1:8000")
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
     query = {"token": token} | ({"lang": lang} if lang else {})
     path = parts.path.rstrip("/") + "/ws"

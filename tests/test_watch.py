@@ -285,6 +285,12 @@ def test_websocket_url_carries_the_token_and_language() -> None:
     assert url == "wss://example.test/base/ws?token=t.k&lang=de"
 
 
+@pytest.mark.parametrize("url", ["localhost:8000", "ftp://example.test", "http://"])
+def test_websocket_url_refuses_what_is_not_a_server_url(url: str) -> None:
+    with pytest.raises(ValueError, match="is not a server URL"):
+        websocket_url(url, "t.k")
+
+
 def test_resubscribe_asks_for_events_after_the_last_seq_seen() -> None:
     watcher = Watcher("ws://unused", "o-1", lambda text: None, since_seq=0)
     watcher._note_seq({"type": "order.event", "orderId": "o-1", "seq": 4})

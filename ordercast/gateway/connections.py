@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from ordercast.lifecycle import Actor, Event
+from ordercast.wire.frames import format_at
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,9 @@ class Connection:
             self.closed = True
             asyncio.get_running_loop().create_task(
                 self.close_socket(
-                    CLOSE_SLOW_CONSUMER, "too far behind; resume with since"
+                    CLOSE_SLOW_CONSUMER,
+                    "too far behind; reconnect and subscribe again "
+                    "(with since for an order)",
                 )
             )
             return
@@ -115,8 +118,8 @@ class Connection:
         """What `GET /@connections/{id}` answers, in API Gateway's shape."""
         return {
             "connectionId": self.connection_id,
-            "connectedAt": self.connected_at.isoformat(),
-            "lastActiveAt": (self.last_active_at or self.connected_at).isoformat(),
+            "connectedAt": format_at(self.connected_at),
+            "lastActiveAt": format_at(self.last_active_at or self.connected_at),
             "identity": {
                 "sourceIp": self.source_ip,
                 "role": self.actor.role.value,

@@ -168,15 +168,17 @@ def decide(
         The events to append and the deadlines to set and clear.
 
     Raises:
+        InvalidCommand: a field the command needs is missing, or one it does
+            not take is there; checked first, since it holds in any status.
         OrderNotFound: a command other than create names an unknown order.
         OrderExists: create names an order that exists.
-        InvalidCommand: a field the command needs is missing.
         Forbidden: the actor's role may not send this command, or not for this
             order, or not from this status.
         InvalidTransition: the command does not fit the order's status.
     """
     if request.command is Command.CREATE:
         return _create(order, request, now, timeouts)
+    _check_fields(request)
     if order is None:
         raise OrderNotFound(request.order_id)
     row = _authorized_row(order, request)
@@ -268,7 +270,6 @@ def _authorized_row(order: OrderState, request: Request) -> Transition:
         raise InvalidTransition(order.order_id, order.status, command, allowed)
     for row in fitting:
         if actor.role in row.senders:
-            _check_fields(request)
             return row
     senders = sorted({role.value for row in fitting for role in row.senders})
     raise Forbidden(
@@ -277,9 +278,19 @@ def _authorized_row(order: OrderState, request: Request) -> Transition:
     )
 
 
+REASON_COMMANDS = frozenset({Command.REJECT, Command.CANCEL, Command.FAIL})
+"""Commands that may say why; the reason is recorded in the event's data."""
+
+
 def _check_fields(request: Request) -> None:
-    if request.command is Command.ASSIGN_COURIER and not request.courier_id:
-        raise InvalidCommand("assign_courier needs courierId")
+    command = request.command
+    if command is Command.ASSIGN_COURIER:
+        if not request.courier_id:
+            raise InvalidCommand("assign_courier needs courierId")
+    elif request.courier_id is not None:
+        raise InvalidCommand(f"{command} takes no courierId (assign_courier does)")
+    if request.reason is not None and command not in REASON_COMMANDS:
+        raise InvalidCommand(f"{command} takes no reason (reject, cancel and fail do)")
 
 
 def _event_data(request: Request) -> dict[str, Any]:

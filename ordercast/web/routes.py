@@ -21,7 +21,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from ordercast.api import ERRORS, call_of
+from ordercast.api import call_of, errors
 from ordercast.errors import Forbidden
 from ordercast.lifecycle import Role, Status
 from ordercast.lifecycle.table import HAPPY_PATH
@@ -126,7 +126,7 @@ def _ops_or_dispatch(request: Request) -> Runtime:
     return call.runtime
 
 
-@router.get("/ops/counts", responses=ERRORS)
+@router.get("/ops/counts", responses=errors())
 async def status_counts(request: Request) -> dict[str, Any]:
     """How many orders are in each status now (ops and dispatch)."""
     rt = _ops_or_dispatch(request)
@@ -137,7 +137,7 @@ async def status_counts(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/ops/at-risk", responses=ERRORS)
+@router.get("/ops/at-risk", responses=errors())
 async def orders_at_risk(
     request: Request,
     within_s: Annotated[float, Query(alias="withinS", ge=0, le=86400)] = (

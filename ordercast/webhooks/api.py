@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ulid import ULID
 
-from ordercast.api import ERRORS, call_of
+from ordercast.api import WRITE_ERRORS, call_of, errors
 from ordercast.errors import Forbidden, InvalidRequest, RuleNotFound, TargetNotFound
 from ordercast.lifecycle import Role
 from ordercast.routing.pattern import parse_pattern
@@ -116,7 +116,7 @@ def _dispatcher(request: Request) -> Dispatcher:
 # targets
 
 
-@router.get("/targets", responses=ERRORS)
+@router.get("/targets", responses=errors())
 async def list_targets(request: Request) -> dict[str, Any]:
     """Every target, with how many deliveries wait and how many are dead."""
     dispatcher = _dispatcher(request)
@@ -125,7 +125,7 @@ async def list_targets(request: Request) -> dict[str, Any]:
     return {"targets": [_target_view(t, backlog) for t in routing.targets]}
 
 
-@router.post("/targets", status_code=201, responses=ERRORS)
+@router.post("/targets", status_code=201, responses=errors(409, *WRITE_ERRORS))
 async def create_target(body: CreateTarget, request: Request) -> dict[str, Any]:
     """Add a target. The answer holds its secret: keep it, it is not shown again."""
     dispatcher = _dispatcher(request)
@@ -143,7 +143,7 @@ async def create_target(body: CreateTarget, request: Request) -> dict[str, Any]:
     return _target_view(target, {}) | {"secret": target.secret}
 
 
-@router.get("/targets/{target_id}", responses=ERRORS)
+@router.get("/targets/{target_id}", responses=errors(404))
 async def get_target(target_id: str, request: Request) -> dict[str, Any]:
     """One target and its backlog."""
     dispatcher = _dispatcher(request)
@@ -151,7 +151,7 @@ async def get_target(target_id: str, request: Request) -> dict[str, Any]:
     return _target_view(target, await dispatcher.store.backlog())
 
 
-@router.patch("/targets/{target_id}", responses=ERRORS)
+@router.patch("/targets/{target_id}", responses=errors(404, *WRITE_ERRORS))
 async def update_target(
     target_id: str, body: TargetFields, request: Request
 ) -> dict[str, Any]:
@@ -173,7 +173,7 @@ async def update_target(
     return view | {"secret": target.secret} if body.secret is not None else view
 
 
-@router.delete("/targets/{target_id}", status_code=204, responses=ERRORS)
+@router.delete("/targets/{target_id}", status_code=204, responses=errors(404, 409, 503))
 async def delete_target(target_id: str, request: Request) -> Response:
     """Remove a target, its waiting and dead deliveries and its log (409 while a
     rule names it)."""
@@ -183,7 +183,7 @@ async def delete_target(target_id: str, request: Request) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/targets/{target_id}/test", responses=ERRORS)
+@router.post("/targets/{target_id}/test", responses=errors(404))
 async def test_target(target_id: str, request: Request) -> dict[str, Any]:
     """Post a signed `webhook.test` document to the target now; say how it went."""
     dispatcher = _dispatcher(request)
@@ -192,7 +192,7 @@ async def test_target(target_id: str, request: Request) -> dict[str, Any]:
     return {"delivered": attempt.error is None, **_attempt_view(attempt)}
 
 
-@router.get("/targets/{target_id}/attempts", responses=ERRORS)
+@router.get("/targets/{target_id}/attempts", responses=errors(404))
 async def list_attempts(
     target_id: str,
     request: Request,
@@ -208,14 +208,14 @@ async def list_attempts(
 # rules
 
 
-@router.get("/rules", responses=ERRORS)
+@router.get("/rules", responses=errors())
 async def list_rules(request: Request) -> dict[str, Any]:
     """Every rule."""
     routing = await _dispatcher(request).store.load_routing()
     return {"rules": [_rule_view(rule) for rule in routing.rules]}
 
 
-@router.post("/rules", status_code=201, responses=ERRORS)
+@router.post("/rules", status_code=201, responses=errors(409, *WRITE_ERRORS))
 async def create_rule(body: CreateRule, request: Request) -> dict[str, Any]:
     """Add a rule; 422 `invalid_pattern` or `unknown_target` if it cannot work."""
     dispatcher = _dispatcher(request)
@@ -232,14 +232,14 @@ async def create_rule(body: CreateRule, request: Request) -> dict[str, Any]:
     return _rule_view(rule)
 
 
-@router.get("/rules/{rule_id}", responses=ERRORS)
+@router.get("/rules/{rule_id}", responses=errors(404))
 async def get_rule(rule_id: str, request: Request) -> dict[str, Any]:
     """One rule."""
     routing = await _dispatcher(request).store.load_routing()
     return _rule_view(_find_rule(routing, rule_id))
 
 
-@router.patch("/rules/{rule_id}", responses=ERRORS)
+@router.patch("/rules/{rule_id}", responses=errors(404, *WRITE_ERRORS))
 async def update_rule(
     rule_id: str, body: RuleFields, request: Request
 ) -> dict[str, Any]:
@@ -260,7 +260,7 @@ async def update_rule(
     return _rule_view(rule)
 
 
-@router.delete("/rules/{rule_id}", status_code=204, responses=ERRORS)
+@router.delete("/rules/{rule_id}", status_code=204, responses=errors(404, 503))
 async def delete_rule(rule_id: str, request: Request) -> Response:
     """Remove a rule; deliveries it already caused are still made."""
     dispatcher = _dispatcher(request)
@@ -272,18 +272,21 @@ async def delete_rule(rule_id: str, request: Request) -> Response:
 # dead letters
 
 
-@router.get("/dead-letters", responses=ERRORS)
+@router.get("/dead-letters", responses=errors(404))
 async def list_dead_letters(
     request: Request,
     target_id: Annotated[str | None, Query(alias="targetId")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Deliveries that gave up, oldest first, with the body they carried."""
-    dead = await _dispatcher(request).store.dead_letters(target_id, limit)
+    dispatcher = _dispatcher(request)
+    if target_id is not None:
+        _find_target(await dispatcher.store.load_routing(), target_id)
+    dead = await dispatcher.store.dead_letters(target_id, limit)
     return {"deadLetters": [_dead_letter_view(d) for d in dead]}
 
 
-@router.post("/dead-letters/replay", responses=ERRORS)
+@router.post("/dead-letters/replay", responses=errors(404, *WRITE_ERRORS))
 async def replay_dead_letters(body: Replay, request: Request) -> dict[str, Any]:
     """Make dead letters due again: those named, those of a target, or all.
 
@@ -291,6 +294,8 @@ async def replay_dead_letters(body: Replay, request: Request) -> dict[str, Any]:
     later event of its order that still waits for the same target.
     """
     dispatcher = _dispatcher(request)
+    if body.target_id is not None:
+        _find_target(await dispatcher.store.load_routing(), body.target_id)
     replayed = await dispatcher.store.replay(
         body.delivery_ids, body.target_id, dispatcher.clock()
     )
@@ -298,7 +303,9 @@ async def replay_dead_letters(body: Replay, request: Request) -> dict[str, Any]:
     return {"replayed": replayed}
 
 
-@router.delete("/dead-letters/{delivery_id}", status_code=204, responses=ERRORS)
+@router.delete(
+    "/dead-letters/{delivery_id}", status_code=204, responses=errors(404, 503)
+)
 async def discard_dead_letter(delivery_id: int, request: Request) -> Response:
     """Forget a dead letter."""
     await _dispatcher(request).store.discard(delivery_id)

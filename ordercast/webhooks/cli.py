@@ -487,8 +487,13 @@ def export_aws(
     if str(output) == "-" or policies:
         typer.echo(text, nl=False)
     elif check:
-        if not output.exists() or output.read_text() != text:
-            fail(f"{output} is out of date; run `ordercast webhooks export-aws`")
+        if not output.exists():
+            fail(
+                f"{output} does not exist; run from the repository root, or "
+                "name the file with --output"
+            )
+        if output.read_text() != text:
+            fail(f"{output} is out of date; run the same command without --check")
     else:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text)

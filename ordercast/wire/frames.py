@@ -27,6 +27,7 @@ from ordercast.errors import (
 )
 from ordercast.lifecycle.log import Event
 from ordercast.store.base import OrderRecord
+from ordercast.wire.bodies import ID_PATTERN
 from ordercast.wire.messages import message_for
 
 MAX_FRAME_BYTES = 32 * 1024
@@ -43,16 +44,20 @@ class _Frame(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+ORDER_OR_ALL_PATTERN = rf"^(?:\*|{ID_PATTERN[1:-1]})$"
+"""An order id, or `*` (every order) where a subscription may name it."""
+
+
 class Subscribe(_Frame):
     action: Literal["subscribe"]
-    order_id: str = Field(alias="orderId", min_length=1, max_length=128)
+    order_id: str = Field(alias="orderId", pattern=ORDER_OR_ALL_PATTERN)
     since: StrictInt | None = Field(default=None, ge=0, le=MAX_SEQ)
     """Last seq the client saw; it gets every event after it."""
 
 
 class Unsubscribe(_Frame):
     action: Literal["unsubscribe"]
-    order_id: str = Field(alias="orderId", min_length=1, max_length=128)
+    order_id: str = Field(alias="orderId", pattern=ORDER_OR_ALL_PATTERN)
 
 
 class Ping(_Frame):
@@ -61,7 +66,7 @@ class Ping(_Frame):
 
 class Location(_Frame):
     action: Literal["location"]
-    order_id: str = Field(alias="orderId", min_length=1, max_length=128)
+    order_id: str = Field(alias="orderId", pattern=ID_PATTERN)
     lat: float = Field(ge=-90, le=90)
     lng: float = Field(ge=-180, le=180)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -73,6 +74,7 @@ async def test_get_answers_when_a_connection_opened_was_active_and_who_holds_it(
         connection_id = await connection_id_of(ws, client, subject)
         first = client.get(f"/@connections/{connection_id}", headers=OPS)
 
+        await asyncio.sleep(0.01)  # times are to the millisecond
         await subscribe(ws, order_id)
         second = client.get(f"/@connections/{connection_id}", headers=OPS)
 
@@ -88,6 +90,8 @@ async def test_get_answers_when_a_connection_opened_was_active_and_who_holds_it(
     assert info["connectedAt"] == first.json()["connectedAt"]
     assert info["connectedAt"] <= first.json()["lastActiveAt"]
     assert first.json()["lastActiveAt"] < info["lastActiveAt"]
+    assert info["connectedAt"].endswith("Z")
+    assert len(info["connectedAt"]) == len("2026-01-01T00:00:00.000Z")
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import pytest
 
 from ordercast.auth import issue_token
 from ordercast.lifecycle import Role
+from ordercast.wire.messages import message_for
 from tests.support import (
     OPS,
     SECRET,
@@ -91,6 +92,40 @@ def test_create_answers_201_with_the_received_order_and_its_first_event(
     assert event["seq"] == 1
     assert event["event"] == "order.received"
     assert event["data"] == {"customerId": "cu-1", "restaurantId": "r-1"}
+
+
+@pytest.mark.parametrize(
+    ("query", "accept_language", "lang"),
+    [
+        ({}, None, "en"),
+        ({}, "es-MX,es;q=0.9", "es"),
+        ({}, "fr;q=1, pt-BR;q=0.5", "pt"),
+        ({"lang": "zh-Hans"}, "es", "zh-Hans"),
+        ({"lang": "xx"}, "pt", "pt"),
+    ],
+)
+def test_messages_speak_the_callers_language(
+    client: httpx.Client,
+    query: dict[str, str],
+    accept_language: str | None,
+    lang: str,
+) -> None:
+    # given a caller who asks for a language by query, header, or both
+    headers = dict(OPS)
+    if accept_language is not None:
+        headers["Accept-Language"] = accept_language
+    order_id = unique_id()
+    body = {"orderId": order_id, "customerId": "cu-1", "restaurantId": "r-1"}
+
+    # when it creates an order and reads its log
+    created = client.post("/orders", json=body, headers=headers, params=query)
+    read = client.get(f"/orders/{order_id}/events", headers=headers, params=query)
+
+    # then both answers carry the message in that language
+    data = {"customerId": "cu-1", "restaurantId": "r-1"}
+    expected = message_for("order.received", data, lang)
+    assert created.json()["events"][0]["message"] == expected
+    assert read.json()["events"][0]["message"] == expected
 
 
 def test_create_without_order_id_generates_a_fresh_one(client: httpx.Client) -> None:
@@ -336,24 +371,37 @@ def test_creating_an_existing_order_is_409_order_exists_and_changes_nothing(
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "says"),
     [
-        pytest.param(b'{"command": "accept"', id="malformed-json"),
-        pytest.param(b'["accept"]', id="json-array"),
-        pytest.param(b'{"command": "teleport"}', id="unknown-command"),
-        pytest.param(b"{}", id="missing-command"),
         pytest.param(
-            b'{"command": "assign_courier", "courierId": 7}', id="courier-id-number"
+            b'{"command": "accept"',
+            "the body is not valid JSON at character 20",
+            id="malformed-json",
+        ),
+        pytest.param(b"hello", "the body is not valid JSON", id="not-json"),
+        pytest.param(b'["accept"]', "the body must be a JSON object", id="json-array"),
+        pytest.param(b'{"command": "teleport"}', "command:", id="unknown-command"),
+        pytest.param(b"{}", "command: Field required", id="missing-command"),
+        pytest.param(
+            b'{"command": "assign_courier", "courierId": 7}',
+            "courierId:",
+            id="courier-id-number",
         ),
         pytest.param(
-            b'{"command": "assign_courier", "courierId": "c 7"}', id="courier-id-space"
+            b'{"command": "assign_courier", "courierId": "c 7"}',
+            "courierId:",
+            id="courier-id-space",
         ),
-        pytest.param(b'{"command": "cancel", "reason": ["x"]}', id="reason-list"),
-        pytest.param(b'{"command": "accept", "priority": 1}', id="extra-field"),
+        pytest.param(
+            b'{"command": "cancel", "reason": ["x"]}', "reason:", id="reason-list"
+        ),
+        pytest.param(
+            b'{"command": "accept", "priority": 1}', "priority:", id="extra-field"
+        ),
     ],
 )
 def test_a_malformed_command_is_422_invalid_request_and_changes_nothing(
-    client: httpx.Client, body: bytes
+    client: httpx.Client, body: bytes, says: str
 ) -> None:
     order_id = new_order(client, "ACCEPTED")
     before = state_of(client, order_id)
@@ -365,6 +413,45 @@ def test_a_malformed_command_is_422_invalid_request_and_changes_nothing(
     )
 
     assert_refused(response, 422, "invalid_request")
+    assert says in response.json()["message"]
+    assert state_of(client, order_id) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        pytest.param(
+            b'{"command": "accept", "courierId": "c-9"}',
+            "accept takes no courierId",
+            id="courier-on-accept",
+        ),
+        pytest.param(
+            b'{"command": "accept", "reason": "hi"}',
+            "accept takes no reason",
+            id="reason-on-accept",
+        ),
+        pytest.param(
+            b'{"command": "assign_courier"}',
+            "assign_courier needs courierId",
+            id="assign-without-courier",
+        ),
+    ],
+)
+def test_a_command_with_fields_it_does_not_take_is_422_invalid_command(
+    client: httpx.Client, body: bytes, says: str
+) -> None:
+    # given an order still waiting for its restaurant
+    order_id = new_order(client)
+    before = state_of(client, order_id)
+
+    response = client.post(
+        f"/orders/{order_id}/commands",
+        content=body,
+        headers={**OPS, "Content-Type": "application/json"},
+    )
+
+    assert_refused(response, 422, "invalid_command")
+    assert says in response.json()["message"]
     assert state_of(client, order_id) == before
 
 
@@ -726,6 +813,25 @@ def test_openapi_lists_every_endpoint(client: httpx.Client) -> None:
     assert set(paths["/orders/{order_id}/events"]) == {"get"}
     assert set(paths["/@connections/{connection_id}"]) == {"get", "post", "delete"}
     assert set(paths["/@connections"]) == {"get"}
+
+
+def test_openapi_lists_the_refusals_each_endpoint_may_answer(
+    client: httpx.Client,
+) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+
+    def refusals(path: str, method: str) -> set[str]:
+        return {code for code in paths[path][method]["responses"] if code >= "4"}
+
+    assert refusals("/orders/{order_id}/commands", "post") == {
+        "401", "403", "404", "409", "413", "422", "503",
+    }  # fmt: skip
+    assert refusals("/orders/{order_id}", "get") == {"401", "403", "404", "422"}
+    assert "410" in refusals("/@connections/{connection_id}", "delete")
+    lang = paths["/orders/{order_id}/commands"]["post"]["parameters"]
+    assert {"name": "lang", "in": "query"}.items() <= next(
+        p for p in lang if p["name"] == "lang"
+    ).items()
 
 
 # concurrency

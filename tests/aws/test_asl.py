@@ -40,6 +40,16 @@ def test_export_asl_check_fails_when_the_file_drifts(tmp_path: Path) -> None:
     assert drifted.read_text() == asl.render()
 
 
+def test_export_asl_check_says_when_the_file_is_not_there(tmp_path: Path) -> None:
+    missing = tmp_path / "statemachine.asl.json"
+
+    check = CliRunner().invoke(app, ["export-asl", "--output", str(missing), "--check"])
+
+    assert check.exit_code == 1
+    assert "does not exist; run from the repository root" in check.output
+    assert not missing.exists()
+
+
 def test_every_status_a_command_leaves_has_a_waiting_step() -> None:
     sources = {s for row in TRANSITIONS for s in row.sources}
     waits = {

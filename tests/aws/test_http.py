@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from ordercast.aws.store import DynamoStore
 from ordercast.lifecycle import Actor, Command, Request, Role, Timeouts
 from ordercast.store.base import Applied, OrderRecord, Submission
+from ordercast.wire.messages import message_for
 from tests.aws.harness import Stack
 
 
@@ -20,6 +21,25 @@ def test_create_answers_201_with_the_order_and_its_first_event(stack: Stack) -> 
         "order.event",
         1,
         "order.received",
+    )
+
+
+def test_messages_speak_the_callers_language_as_embedded(stack: Stack) -> None:
+    # given a caller who asks for Portuguese by query over a Spanish header
+    body = {"orderId": "o-lang", "customerId": "cu-1", "restaurantId": "r-1"}
+    weighted = {"Accept-Language": "fr;q=1, es;q=0.8"}
+
+    # when it creates an order, and reads it with only the header
+    created = stack.http("POST", "/orders", body, query="lang=pt-BR", headers=weighted)
+    read = stack.http("GET", "/orders/o-lang/events", headers=weighted)
+
+    # then the query wins, and the header is read by its weights
+    data = {"customerId": "cu-1", "restaurantId": "r-1"}
+    assert created.body["events"][0]["message"] == message_for(
+        "order.received", data, "pt"
+    )
+    assert read.body["events"][0]["message"] == message_for(
+        "order.received", data, "es"
     )
 
 

@@ -33,7 +33,7 @@ from tests.aws.harness import REGION, ROOT, Context, sample, template
 from tests.webhooks.receiver import Receiver, Request
 
 EXAMPLE = ROOT / "deploy" / "aws" / "webhooks.example.json"
-STACK = ROOT / "deploy" / "aws" / "webhooks.json"
+STACK = ROOT / "deploy" / "aws" / "webhooks.example.stack.json"
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 

@@ -229,6 +229,30 @@ async def test_a_deadline_fires_once_when_the_node_that_set_it_is_gone(
     assert names == ["order.received", "order.rejected"]
 
 
+async def test_a_shorter_deadline_from_another_node_fires_when_due(
+    cluster: Cluster,
+) -> None:
+    # given a node whose own deadlines are far off, its deadline loop asleep,
+    # and a node with a short restaurant deadline (a settings change rolling
+    # out)
+    timeout_s = 10 * UNIT_S
+    [patient] = cluster(1, ORDERCAST_RESTAURANT_TIMEOUT_S="600")
+    [hasty] = cluster(1, ORDERCAST_RESTAURANT_TIMEOUT_S=str(timeout_s))
+    order_id = unique_id()
+    with hasty.client() as http:
+        create_order(http, order_id)
+    async with connect(patient.ws_url("customer", "cu-1")) as ws:
+        await subscribe(ws, order_id, since=1)
+
+        # when the node that set the deadline dies before it is due
+        await asyncio.to_thread(hasty.kill)
+
+        # then the other node fires it when due, not when its loop would have
+        # looked again on its own (30 s)
+        frame = await receive_frame(ws, timeout_s=timeout_s + WAIT_S)
+    assert frame["data"] == {"reason": "restaurant_timeout"}
+
+
 async def test_commands_on_one_order_through_every_node_keep_seq_gapless(
     cluster: Cluster,
 ) -> None:

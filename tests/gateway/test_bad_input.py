@@ -45,6 +45,16 @@ BAD_FRAMES = [
         "invalid_frame",
         id="fractional-since",
     ),
+    pytest.param(
+        '{"action": "subscribe", "orderId": "a b"}',
+        "invalid_frame",
+        id="order-id-with-a-space",
+    ),
+    pytest.param(
+        '{"action": "location", "orderId": "*", "lat": 1, "lng": 1}',
+        "invalid_frame",
+        id="location-for-every-order",
+    ),
     pytest.param('{"action": "ping", "extra": 1}', "invalid_frame", id="extra-field"),
     pytest.param(
         '{"action": "location", "orderId": "{order_id}", "lat": 91, "lng": 0}',

@@ -71,9 +71,11 @@ def connection_on(socket: Socket) -> Connection:
 async def record(store: Store, order_id: str, *names: Command) -> None:
     """Apply commands straight to the store: recorded, never announced."""
     for name in names:
-        fields: dict[str, Any] = {"courier_id": "c-1"}
+        fields: dict[str, Any] = {}
         if name is Command.CREATE:
             fields = {"customer_id": "cu-1", "restaurant_id": "r-1"}
+        elif name is Command.ASSIGN_COURIER:
+            fields = {"courier_id": "c-1"}
         request = Request(name, order_id, OPS, **fields)
         await store.apply([Submission(order_id, request)], datetime.now(UTC), TIMEOUTS)
 

@@ -101,6 +101,13 @@ def request(command: Command, actor: Actor, **fields: str) -> Request:
     return Request(command, "o-1", actor, **fields)  # type: ignore[arg-type]
 
 
+def well_formed(command: Command, actor: Actor) -> Request:
+    """`command` with the fields it takes: a courier (c-2) for assign_courier."""
+    if command is C.ASSIGN_COURIER:
+        return request(command, actor, courier_id="c-2")
+    return request(command, actor)
+
+
 def sends_ever(role: Role, command: Command) -> bool:
     rows = [row for (c, _), row in DESIGN_TABLE.items() if c is command]
     return any(role in row.senders for row in rows)
@@ -151,9 +158,7 @@ def test_command_is_accepted_when_design_table_allows_it(
     row = DESIGN_TABLE[(command, status)]
     order = order_in(status)
 
-    decision = decide(
-        order, request(command, OWNER[role], courier_id="c-2"), NOW, TIMEOUTS
-    )
+    decision = decide(order, well_formed(command, OWNER[role]), NOW, TIMEOUTS)
 
     data = {"courierId": "c-2"} if command is C.ASSIGN_COURIER else {}
     assert decision.events == (NewEvent(row.event, row.target, data),)
@@ -174,7 +179,7 @@ def test_command_is_refused_with_403_or_409_when_design_table_says_no(
     with pytest.raises(Refusal) as raised:
         decide(
             order_in(status),
-            request(command, OWNER[role], courier_id="c-2"),
+            well_formed(command, OWNER[role]),
             NOW,
             TIMEOUTS,
         )
@@ -192,7 +197,7 @@ def test_accepted_command_moves_deadlines_with_the_status(
 
     decision = decide(
         order_in(status),
-        request(command, OWNER[R.OPS], courier_id="c-2"),
+        well_formed(command, OWNER[R.OPS]),
         NOW,
         TIMEOUTS,
     )
@@ -341,6 +346,37 @@ def test_assign_courier_needs_a_courier_id() -> None:
     assert "courierId" in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("command", "fields", "says"),
+    [
+        (C.ACCEPT, {"courier_id": "c-9"}, "accept takes no courierId"),
+        (C.PICK_UP, {"courier_id": "c-9"}, "pick_up takes no courierId"),
+        (C.ACCEPT, {"reason": "hi"}, "accept takes no reason"),
+        (C.ASSIGN_COURIER, {"courier_id": "c-9", "reason": "x"}, "takes no reason"),
+        (C.DELIVER, {"reason": "left at the door"}, "deliver takes no reason"),
+    ],
+)
+@pytest.mark.parametrize("status", [S.RECEIVED, S.PICKED_UP, S.DELIVERED])
+def test_a_field_the_command_does_not_take_is_refused_in_any_status(
+    command: Command, fields: dict[str, str], says: str, status: Status
+) -> None:
+    sent = request(command, OWNER[R.OPS], **fields)
+
+    with pytest.raises(InvalidCommand) as raised:
+        decide(order_in(status), sent, NOW, TIMEOUTS)
+
+    assert raised.value.http_status == 422
+    assert says in str(raised.value)
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_assign_courier_without_a_courier_is_refused_in_any_status(
+    status: Status,
+) -> None:
+    with pytest.raises(InvalidCommand, match="needs courierId"):
+        decide(order_in(status), request(C.ASSIGN_COURIER, OWNER[R.OPS]), NOW, TIMEOUTS)
+
+
 @pytest.mark.parametrize("command", [C.REJECT, C.CANCEL])
 def test_reason_is_recorded_in_event_data(command: Command) -> None:
     decision = decide(
@@ -370,9 +406,8 @@ def test_happy_path_walks_every_status_with_the_right_senders() -> None:
     # when each party sends its command
     statuses = [order.status]
     for command, actor in steps:
-        order = decide(
-            order, request(command, actor, courier_id="c-1"), NOW, TIMEOUTS
-        ).order
+        fields = {"courier_id": "c-1"} if command is C.ASSIGN_COURIER else {}
+        order = decide(order, request(command, actor, **fields), NOW, TIMEOUTS).order
         statuses.append(order.status)
 
     # then the order walks DESIGN.md's six steps, one seq each
@@ -391,7 +426,7 @@ def test_happy_path_walks_every_status_with_the_right_senders() -> None:
 @pytest.mark.parametrize("command", COMMANDS)
 def test_command_on_unknown_order_is_not_found(command: Command) -> None:
     with pytest.raises(OrderNotFound) as raised:
-        decide(None, request(command, OWNER[R.OPS], courier_id="c-2"), NOW, TIMEOUTS)
+        decide(None, well_formed(command, OWNER[R.OPS]), NOW, TIMEOUTS)
 
     assert raised.value.http_status == 404
     assert raised.value.fields == {"orderId": "o-1"}

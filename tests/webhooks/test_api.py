@@ -335,6 +335,20 @@ async def test_dead_letters_are_listed_replayed_and_discarded(
     await receiver.stop()
 
 
+async def test_dead_letters_of_a_target_that_is_not_there_are_a_404(
+    client: httpx.AsyncClient,
+) -> None:
+    listed = await client.get(
+        "/webhooks/dead-letters", params={"targetId": "t-nobody"}, headers=OPS
+    )
+    replayed = await client.post(
+        "/webhooks/dead-letters/replay", json={"targetId": "t-nobody"}, headers=OPS
+    )
+
+    for answer in (listed, replayed):
+        assert (answer.status_code, answer.json()["code"]) == (404, "target_not_found")
+
+
 async def test_the_webhook_endpoints_are_in_the_openapi_schema(
     client: httpx.AsyncClient,
 ) -> None:

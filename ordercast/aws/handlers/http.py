@@ -31,7 +31,7 @@ from ordercast.lifecycle import Actor, Command, Event, Request
 from ordercast.store.base import Applied, Submission
 from ordercast.wire.bodies import CommandBody, CreateOrder, LocationBody
 from ordercast.wire.frames import event_frame, order_view
-from ordercast.wire.messages import supported_language
+from ordercast.wire.messages import negotiate_language
 
 configure()
 
@@ -171,8 +171,11 @@ def _idempotency_key() -> str | None:
 
 
 def _language() -> str:
-    accept = app.current_event.headers.get("accept-language") or ""
-    return supported_language(accept.split(",")[0].strip())
+    """Language of `message` fields: `lang` in the query, else Accept-Language."""
+    event = app.current_event
+    return negotiate_language(
+        event.get_query_string_value("lang"), event.headers.get("accept-language")
+    )
 
 
 def _int_query(

@@ -31,7 +31,7 @@ from ordercast.wire.frames import (
     pong_frame,
     unsubscribed_frame,
 )
-from ordercast.wire.messages import supported_language
+from ordercast.wire.messages import negotiate_language
 
 configure()
 
@@ -89,13 +89,14 @@ def connect(event: Event, context: LambdaContext) -> dict[str, Any]:
     request = event["requestContext"]
     granted = request["authorizer"]
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-    lang = (event.get("queryStringParameters") or {}).get("lang") or headers.get(
-        "accept-language", ""
-    ).split(",")[0]
+    lang = negotiate_language(
+        (event.get("queryStringParameters") or {}).get("lang"),
+        headers.get("accept-language"),
+    )
     info = ConnectionInfo(
         request["connectionId"],
         Actor(Role(granted["role"]), granted["subject"]),
-        supported_language(lang),
+        lang,
         datetime.now(UTC),
     )
     services().connections.open(info)
