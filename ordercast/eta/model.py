@@ -48,8 +48,9 @@ CATEGORIES = {
 }
 """Order details read as categories, with the values the training data uses."""
 
-NUMBERS = ("multipleDeliveries", "vehicleCondition")
-"""Order details read as numbers."""
+NUMBERS = {"multipleDeliveries": (0.0, 3.0), "vehicleCondition": (0.0, 3.0)}
+"""Order details read as numbers, with the range the training data covers: a
+linear model knows nothing outside it, so a value there counts as not given."""
 
 
 @dataclass(frozen=True)
@@ -146,10 +147,10 @@ def ride_features(trip: Trip) -> dict[str, float]:
     festival = trip.details.get("festival")
     if isinstance(festival, bool):
         features["festival"] = 1.0 if festival else 0.0
-    for name in NUMBERS:
-        number = trip.details.get(name)
-        if isinstance(number, int | float) and not isinstance(number, bool):
-            features[name] = float(number)
+    for name, (least, most) in NUMBERS.items():
+        number = _number(trip.details.get(name))
+        if number is not None and least <= number <= most:
+            features[name] = number
     return features
 
 
@@ -196,19 +197,20 @@ def _bounded(minutes: float, least: float) -> float:
 def _after_pickup(trip: Trip, now: datetime, ride_min: float) -> datetime:
     share = _share_ahead(trip)
     if share is not None:
-        return now + timedelta(minutes=ride_min * share)
+        return now + timedelta(minutes=_bounded(ride_min * share, 0.0))
     picked_up_at = trip.picked_up_at or now
     return max(now, picked_up_at + timedelta(minutes=ride_min))
 
 
 def _share_ahead(trip: Trip) -> float | None:
-    """How much of the straight line to the customer is still ahead, 0 to 1."""
+    """How much of the ride is still ahead: 0 at the door, 1 at the restaurant,
+    more for a courier farther from the customer than the restaurant is."""
     if trip.courier is None or trip.pickup is None or trip.dropoff is None:
         return None
     whole_km = trip.pickup.distance_km(trip.dropoff)
     if whole_km <= 0:
         return 0.0
-    return min(1.0, trip.courier.distance_km(trip.dropoff) / whole_km)
+    return trip.courier.distance_km(trip.dropoff) / whole_km
 
 
 def point_of(value: Any) -> Point | None:

@@ -94,7 +94,12 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
         grid.add_column(column)
     for row in rows:
         grid.add_row(*("" if cell is None else str(cell) for cell in row))
-    Console().print(grid)
+    console = Console()
+    if not console.is_terminal:
+        # Rich assumes 80 columns when piped; a pipe has no width to fit
+        unbounded = console.options.update_width(100_000)
+        console.width = max(console.measure(grid, options=unbounded).maximum, 80)
+    console.print(grid)
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]

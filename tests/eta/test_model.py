@@ -89,6 +89,20 @@ def test_a_courier_closer_to_the_customer_brings_the_eta_closer() -> None:
     assert at_door == NOW
 
 
+def test_a_courier_far_off_the_route_is_expected_later_than_the_whole_ride() -> None:
+    # given a courier with the food, 110 km from the customer on a 3 km trip
+    far_away = Point(-10.95, -36.04)
+    moving = trip(Status.IN_DELIVERY, picked_up_at=NOW)
+
+    at_restaurant = estimate(replace(moving, courier=RESTAURANT), NOW, FLAT)
+    off_route = estimate(replace(moving, courier=far_away), NOW, FLAT)
+
+    # then the ETA says so, bounded by a day
+    assert at_restaurant is not None
+    assert off_route is not None
+    assert at_restaurant < off_route <= NOW + timedelta(days=1)
+
+
 def test_a_late_courier_is_never_expected_in_the_past() -> None:
     much_later = NOW + timedelta(hours=3)
 
@@ -120,6 +134,18 @@ def test_unknown_detail_values_are_ignored() -> None:
     features = ride_features(trip(details={"traffic": "gridlock", "festival": "yes"}))
 
     assert set(features) == {"distance_km"}
+
+
+@pytest.mark.parametrize("number", [-1e9, -1, 4, 1e12, float("nan"), float("inf")])
+def test_a_number_outside_what_the_model_was_trained_on_counts_as_not_given(
+    number: float,
+) -> None:
+    details = {"multipleDeliveries": number, "vehicleCondition": 2}
+
+    features = ride_features(trip(details=details))
+
+    assert "multipleDeliveries" not in features  # taken at its mean
+    assert features["vehicleCondition"] == 2.0
 
 
 def test_the_shipped_model_expects_heavier_traffic_to_take_longer() -> None:

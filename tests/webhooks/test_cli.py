@@ -15,6 +15,7 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from ordercast.cli import app
+from ordercast.webhooks.cli import table
 from tests.support import (
     LONG_DEADLINES,
     OPS,
@@ -213,3 +214,13 @@ async def test_the_cli_reports_refusals_and_unreachable_servers(server: Server) 
     )
     assert away.exit_code == 2
     assert "cannot reach" in away.stderr
+
+
+def test_a_table_piped_elsewhere_is_printed_whole(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = "https://partner.example/hooks/" + "x" * 90
+
+    table("targets", ["targetId", "url"], [["t-1", url]])
+
+    assert url in capsys.readouterr().out
