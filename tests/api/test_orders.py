@@ -370,78 +370,79 @@ def test_creating_an_existing_order_is_409_order_exists_and_changes_nothing(
     assert state_of(client, order_id) == before
 
 
+MALFORMED = "invalid_request"
+"""The body does not match the schema."""
+
+UNFIT = "invalid_command"
+"""A well-formed command without a field it needs, or with one it does not take."""
+
+
 @pytest.mark.parametrize(
-    ("body", "says"),
+    ("body", "code", "says"),
     [
         pytest.param(
             b'{"command": "accept"',
+            MALFORMED,
             "the body is not valid JSON at character 20",
             id="malformed-json",
         ),
-        pytest.param(b"hello", "the body is not valid JSON", id="not-json"),
-        pytest.param(b'["accept"]', "the body must be a JSON object", id="json-array"),
-        pytest.param(b'{"command": "teleport"}', "command:", id="unknown-command"),
-        pytest.param(b"{}", "command: Field required", id="missing-command"),
+        pytest.param(b"hello", MALFORMED, "the body is not valid JSON", id="not-json"),
+        pytest.param(
+            b'["accept"]', MALFORMED, "the body must be a JSON object", id="json-array"
+        ),
+        pytest.param(
+            b'{"command": "teleport"}', MALFORMED, "command:", id="unknown-command"
+        ),
+        pytest.param(b"{}", MALFORMED, "command: Field required", id="missing-command"),
         pytest.param(
             b'{"command": "assign_courier", "courierId": 7}',
+            MALFORMED,
             "courierId:",
             id="courier-id-number",
         ),
         pytest.param(
             b'{"command": "assign_courier", "courierId": "c 7"}',
+            MALFORMED,
             "courierId:",
             id="courier-id-space",
         ),
         pytest.param(
-            b'{"command": "cancel", "reason": ["x"]}', "reason:", id="reason-list"
+            b'{"command": "cancel", "reason": ["x"]}',
+            MALFORMED,
+            "reason:",
+            id="reason-list",
         ),
         pytest.param(
-            b'{"command": "accept", "priority": 1}', "priority:", id="extra-field"
+            b'{"command": "accept", "priority": 1}',
+            MALFORMED,
+            "priority:",
+            id="extra-field",
         ),
-    ],
-)
-def test_a_malformed_command_is_422_invalid_request_and_changes_nothing(
-    client: httpx.Client, body: bytes, says: str
-) -> None:
-    order_id = new_order(client, "ACCEPTED")
-    before = state_of(client, order_id)
-
-    response = client.post(
-        f"/orders/{order_id}/commands",
-        content=body,
-        headers={**OPS, "Content-Type": "application/json"},
-    )
-
-    assert_refused(response, 422, "invalid_request")
-    assert says in response.json()["message"]
-    assert state_of(client, order_id) == before
-
-
-@pytest.mark.parametrize(
-    ("body", "says"),
-    [
         pytest.param(
             b'{"command": "accept", "courierId": "c-9"}',
+            UNFIT,
             "accept takes no courierId",
             id="courier-on-accept",
         ),
         pytest.param(
             b'{"command": "accept", "reason": "hi"}',
+            UNFIT,
             "accept takes no reason",
             id="reason-on-accept",
         ),
         pytest.param(
             b'{"command": "assign_courier"}',
+            UNFIT,
             "assign_courier needs courierId",
             id="assign-without-courier",
         ),
     ],
 )
-def test_a_command_with_fields_it_does_not_take_is_422_invalid_command(
-    client: httpx.Client, body: bytes, says: str
+@pytest.mark.parametrize("status", ["RECEIVED", "ACCEPTED"])
+def test_a_malformed_or_unfit_command_is_422_and_changes_nothing(
+    client: httpx.Client, body: bytes, code: str, says: str, status: str
 ) -> None:
-    # given an order still waiting for its restaurant
-    order_id = new_order(client)
+    order_id = new_order(client, status)
     before = state_of(client, order_id)
 
     response = client.post(
@@ -450,7 +451,7 @@ def test_a_command_with_fields_it_does_not_take_is_422_invalid_command(
         headers={**OPS, "Content-Type": "application/json"},
     )
 
-    assert_refused(response, 422, "invalid_command")
+    assert_refused(response, 422, code)
     assert says in response.json()["message"]
     assert state_of(client, order_id) == before
 

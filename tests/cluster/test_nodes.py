@@ -209,17 +209,10 @@ async def test_a_deadline_fires_once_when_the_node_that_set_it_is_gone(
         ORDERCAST_RESTAURANT_TIMEOUT_S=str(timeout_s),
         ORDERCAST_DEADLINE_LEASE_S=str(2 * UNIT_S),
     )
-    order_id = unique_id()
-    with setting.client() as http:
-        create_order(http, order_id)
-    async with connect(other.ws_url("customer", "cu-1")) as ws:
-        await subscribe(ws, order_id, since=1)
+    # when the node that recorded the order (and its deadline) dies
+    order_id, frame = await next_frame_once_killed(setting, other, timeout_s)
 
-        # when the node that recorded the order (and its deadline) dies
-        await asyncio.to_thread(setting.kill)
-
-        # then the other node fires the deadline, and its follower hears it
-        frame = await receive_frame(ws, timeout_s=timeout_s + WAIT_S)
+    # then the other node fires the deadline, and its follower hears it
     assert (frame["event"], frame["data"]) == (
         "order.rejected",
         {"reason": "restaurant_timeout"},
@@ -238,19 +231,29 @@ async def test_a_shorter_deadline_from_another_node_fires_when_due(
     timeout_s = 10 * UNIT_S
     [patient] = cluster(1, ORDERCAST_RESTAURANT_TIMEOUT_S="600")
     [hasty] = cluster(1, ORDERCAST_RESTAURANT_TIMEOUT_S=str(timeout_s))
-    order_id = unique_id()
-    with hasty.client() as http:
-        create_order(http, order_id)
-    async with connect(patient.ws_url("customer", "cu-1")) as ws:
-        await subscribe(ws, order_id, since=1)
+    # when the node that set the deadline dies before it is due
+    _, frame = await next_frame_once_killed(hasty, patient, timeout_s)
 
-        # when the node that set the deadline dies before it is due
-        await asyncio.to_thread(hasty.kill)
-
-        # then the other node fires it when due, not when its loop would have
-        # looked again on its own (30 s)
-        frame = await receive_frame(ws, timeout_s=timeout_s + WAIT_S)
+    # then the other node fires it when due, not when its loop would have
+    # looked again on its own (30 s)
     assert frame["data"] == {"reason": "restaurant_timeout"}
+
+
+async def next_frame_once_killed(
+    setting: Server, other: Server, timeout_s: float
+) -> tuple[str, dict[str, Any]]:
+    """Create an order on `setting`, follow it on `other`, SIGKILL `setting`.
+
+    Returns the order's id and the next frame its follower on `other` gets
+    (within `timeout_s` and a little more).
+    """
+    order_id = unique_id()
+    with setting.client() as http:
+        create_order(http, order_id)
+    async with connect(other.ws_url("customer", "cu-1")) as ws:
+        await subscribe(ws, order_id, since=1)
+        await asyncio.to_thread(setting.kill)
+        return order_id, await receive_frame(ws, timeout_s=timeout_s + WAIT_S)
 
 
 async def test_commands_on_one_order_through_every_node_keep_seq_gapless(
