@@ -19,18 +19,10 @@ from ordercast import logs
 from ordercast.auth import issue_token
 from ordercast.errors import OrdercastError
 from ordercast.lifecycle import Role
+from ordercast.logs import LogLevel
 from ordercast.settings import Settings
 from ordercast.webhooks.cli import app as webhooks_app
 from ordercast.wire.bodies import ID_PATTERN
-
-
-class LogLevel(StrEnum):
-    """Levels `ordercast serve` logs at (docs/logging.md)."""
-
-    DEBUG = "debug"
-    INFO = "info"
-    WARNING = "warning"
-    ERROR = "error"
 
 
 class LogFormat(StrEnum):
@@ -122,6 +114,10 @@ def serve(
         raise typer.Exit(3)  # uvicorn's code for a server that could not start
 
 
+TEN_YEARS_S = 10 * 365 * 24 * 3600
+"""Longest `--ttl`; for longer, leave it out (the token never expires)."""
+
+
 @app.command()
 def token(
     role: Annotated[Role, typer.Option(help="Who the token speaks for.")],
@@ -130,7 +126,12 @@ def token(
     ],
     ttl_s: Annotated[
         float | None,
-        typer.Option("--ttl", help="Seconds it stays valid (default: forever).", min=1),
+        typer.Option(
+            "--ttl",
+            help="Seconds it stays valid (default: forever; at most ten years).",
+            min=1,
+            max=TEN_YEARS_S,
+        ),
     ] = None,
 ) -> None:
     """Print a signed token for local use (uses ORDERCAST_TOKEN_SECRET)."""
@@ -203,7 +204,8 @@ def replay(
         Path, typer.Option(help="A Grubhub MDRP instance folder.")
     ] = DEFAULT_INSTANCE,
     speed: Annotated[
-        float, typer.Option(help="Simulated seconds per wall second.", min=0.001)
+        float,
+        typer.Option(help="Simulated seconds per wall second.", min=0.001, max=100_000),
     ] = 60.0,
     limit: Annotated[
         int | None, typer.Option(help="Only the first N orders.", min=0)
@@ -264,7 +266,7 @@ def replay(
             acks=acks,
             show_progress=not quiet,
         )
-        play(instance, plan_options, driver_options, Console())
+        summary = play(instance, plan_options, driver_options, Console())
     except InstanceError as exc:
         typer.echo(
             f"error: {exc} (looked in {instance.resolve()}). "
@@ -277,6 +279,10 @@ def replay(
     except (ValueError, ServerUnavailable) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    if summary.interrupted:
+        raise typer.Exit(130)  # the shell's code for Ctrl-C
+    if summary.failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -13,8 +13,19 @@ from __future__ import annotations
 import logging
 import re
 from datetime import UTC, datetime
+from enum import StrEnum
 
 import orjson
+
+
+class LogLevel(StrEnum):
+    """Levels the commands log at (docs/logging.md)."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
 
 CONTEXT_FIELDS = ("order_id", "seq", "connection_id")
 """`extra` fields shown after the message, when a record has them."""
@@ -22,6 +33,8 @@ CONTEXT_FIELDS = ("order_id", "seq", "connection_id")
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 _TOKEN = re.compile(r"((?:^|[?&])token=)[^&\s\"]+")
+_BEARER = re.compile(r"(\bbearer[.\s]+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+"""A token after `Bearer ` (a header) or `bearer.` (a WebSocket subprotocol)."""
 
 
 class ContextFormatter(logging.Formatter):
@@ -59,7 +72,8 @@ class JsonFormatter(logging.Formatter):
 
 
 class RedactTokens(logging.Filter):
-    """Blanks `token=` query parameters, which uvicorn logs with each handshake.
+    """Blanks tokens: `token=` query parameters, which uvicorn logs with each
+    handshake, and the `Bearer` ones of headers it logs at DEBUG.
 
     Browsers can only send the token in the URL (DESIGN.md), and a token in a
     log file is a key anyone reading it can use.
@@ -79,8 +93,8 @@ class RedactTokens(logging.Filter):
 
 
 def redact(text: str) -> str:
-    """`text` with the value of every `token=` query parameter replaced."""
-    return _TOKEN.sub(r"\1[redacted]", text)
+    """`text` with every token in it (`token=…`, `Bearer …`) replaced."""
+    return _BEARER.sub(r"\1[redacted]", _TOKEN.sub(r"\1[redacted]", text))
 
 
 def configure(level: str, as_json: bool = False) -> None:

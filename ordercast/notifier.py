@@ -62,6 +62,9 @@ class Notifier:
                 )
 
     async def _deliver(self, event: Event) -> None:
+        if event.status.is_terminal:
+            # nobody will be shown that courier again, on this order
+            self.hub.forget_position(event.order_id)
         followers = self.hub.followers(event.order_id)
         everyone = self.hub.everything
         if not followers and not everyone:

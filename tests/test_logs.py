@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 from ordercast.logs import ContextFormatter, RedactTokens, redact
-from tests.support import running, token
+from tests.support import Server, token
 
 pytestmark = pytest.mark.anyio
 
@@ -47,9 +48,14 @@ def test_a_record_without_context_is_the_plain_format() -> None:
             '"WebSocket /ws?token=[redacted]" [accepted]',
         ),
         ("/ws?notatoken=1", "/ws?notatoken=1"),
+        (
+            "< sec-websocket-protocol: ordercast, bearer.eyJ.a.b",
+            "< sec-websocket-protocol: ordercast, bearer.[redacted]",
+        ),
+        ("authorization: Bearer eyJ.a-b_c.d", "authorization: Bearer [redacted]"),
     ],
 )
-def test_token_query_parameters_are_redacted(text: str, expected: str) -> None:
+def test_tokens_are_redacted(text: str, expected: str) -> None:
     assert redact(text) == expected
 
 
@@ -62,13 +68,28 @@ def test_the_filter_redacts_arguments_as_well_as_the_message() -> None:
 
 
 async def test_the_server_log_never_holds_a_token(tmp_path: Path) -> None:
+    # given a server logging everything, headers included
     secret_token = token("customer", "cu-1")
-    with running(tmp_path / "logs.db") as server:
+    other_token = token("customer", "cu-2")
+    debug = ("-m", "ordercast", "serve", "--log-level", "debug")
+    server = Server(tmp_path / "logs.db", program=debug)
+    try:
+        server.start()
+        # when clients connect with a token in the URL and in the subprotocol
         async with connect(f"ws://127.0.0.1:{server.port}/ws?token={secret_token}"):
             pass
+        offered = [Subprotocol("ordercast"), Subprotocol(f"bearer.{other_token}")]
+        async with connect(
+            f"{server.url.replace('http', 'ws')}/ws", subprotocols=offered
+        ):
+            pass
+    finally:
         server.stop()
-        log = server.log()
+    log = server.log()
 
+    # then neither token is in the log
+    assert "sec-websocket-protocol" in log
+    assert other_token not in log
     assert "connection opened" in log
     assert "connection_id=" in log
     assert "/ws?token=[redacted]" in log  # uvicorn's handshake line

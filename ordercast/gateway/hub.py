@@ -414,6 +414,11 @@ class Hub:
     def position(self, order_id: str) -> dict[str, Any] | None:
         return self._positions.get(order_id)
 
+    def forget_position(self, order_id: str) -> None:
+        """Drop what this node keeps of an order's courier position (it ended)."""
+        self._positions.pop(order_id, None)
+        self._location_sent_at.pop(order_id, None)
+
     async def _latest_position(self, order_id: str) -> dict[str, Any] | None:
         """The position this node heard last, or the one the bus kept."""
         known = self._positions.get(order_id)

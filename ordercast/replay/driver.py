@@ -127,6 +127,8 @@ class ReplaySummary:
     """Courier positions the server accepted."""
     positions_refused: int = 0
     """Courier positions refused or lost (they are never retried)."""
+    interrupted: bool = False
+    """Stopped (Ctrl-C) before every order was done."""
 
     def status_counts(self) -> Counter[str]:
         """How many orders the server last acknowledged in each status."""
@@ -165,7 +167,12 @@ async def run_replay(
         with _acks_file(options.acks) as acks:
             driver = Driver(plan, options, clients, acks)
             with _progress(console, options.show_progress) as progress:
-                await driver.run(progress)
+                try:
+                    await driver.run(progress)
+                except asyncio.CancelledError:
+                    # Ctrl-C: asyncio.run cancels this task; what was done so
+                    # far is still worth reporting, and the command says so
+                    driver.summary.interrupted = True
     return driver.summary
 
 
@@ -300,15 +307,14 @@ class Driver:
     # orders
 
     async def _drive_order(self, order_id: str, steps: list[Step]) -> None:
-        try:
-            for index, step in enumerate(steps):
-                await self._move_until(order_id, step.at_minute)
-                if not await self._send(step, index):
-                    self.summary.abandoned.append(order_id)
-                    return
-        finally:
-            self.summary.finished += 1
-            self._update_progress()
+        for index, step in enumerate(steps):
+            await self._move_until(order_id, step.at_minute)
+            if not await self._send(step, index):
+                self.summary.abandoned.append(order_id)
+                break
+        # not reached when the replay is interrupted: the order is not finished
+        self.summary.finished += 1
+        self._update_progress()
 
     async def _send(self, step: Step, index: int) -> bool:
         """Send one step; True if the server applied it."""
@@ -457,10 +463,17 @@ def summary_table(plan: Plan, summary: ReplaySummary) -> Table:
 
 def summary_line(summary: ReplaySummary) -> str:
     """Counts of commands, and a reminder about orders left to the deadline."""
-    return (
+    counts = (
         f"commands: {summary.sent} sent, {summary.acknowledged} acknowledged, "
         f"{summary.refused} refused, {summary.failed} failed "
         f"({summary.retried} retries); {len(summary.abandoned)} orders abandoned; "
-        f"{summary.positions} courier positions sent. "
-        "Orders left RECEIVED are rejected by the server's restaurant deadline."
+        f"{summary.positions} courier positions sent."
     )
+    if summary.interrupted:
+        return (
+            f"interrupted with {summary.finished} of {summary.orders} orders "
+            f"finished; {counts}"
+        )
+    if summary.failed:
+        return f"{counts} Were the servers up, with this token secret?"
+    return f"{counts} Orders left RECEIVED are rejected by the restaurant deadline."

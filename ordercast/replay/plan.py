@@ -218,9 +218,8 @@ def build_plan(instance: Instance, options: PlanOptions) -> Plan:
             f"no order of {instance.name} matches limit={options.limit}, "
             f"start_minute={options.start_minute}"
         )
-    start = options.start_minute
-    if start is None:
-        start = float(orders[0].placement_minute)
+    # the clock starts with the first order, wherever the selection began
+    start = float(orders[0].placement_minute)
     simulation = _Simulation(instance, orders, options)
     simulation.run()
     steps = sorted(simulation.steps, key=lambda step: step.at_minute)

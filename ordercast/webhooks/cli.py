@@ -17,8 +17,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ordercast import logs
 from ordercast.auth import issue_token
 from ordercast.lifecycle import Role
+from ordercast.logs import LogLevel
 from ordercast.settings import Settings
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -394,9 +396,9 @@ def deliver(
     poll: Annotated[
         float, typer.Option(help="Seconds between looks for new deliveries.", min=0.01)
     ] = 0.1,
-    log_level: Annotated[
-        str, typer.Option(help="debug, info, warning or error.")
-    ] = "info",
+    log_level: Annotated[LogLevel, typer.Option(help="Least level logged.")] = (
+        LogLevel.INFO
+    ),
 ) -> None:
     """Send the webhooks that servers record, from this process, until stopped.
 
@@ -405,12 +407,8 @@ def deliver(
     sending, and its CPU, to this process. Run as many as you like.
     """
     import asyncio
-    import logging
 
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    logs.configure(log_level.value)
     asyncio.run(_deliver(Settings(), poll))
 
 

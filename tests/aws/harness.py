@@ -124,6 +124,22 @@ class Reply:
     headers: dict[str, str]
 
 
+@contextlib.contextmanager
+def failing(client: Any, operation: str) -> Iterator[None]:
+    """AWS answers `operation` (e.g. `StartExecution`) of `client` with throttling."""
+
+    def throttle(**_: Any) -> None:
+        error = {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
+        raise ClientError(error, operation)  # type: ignore[arg-type]
+
+    event = f"before-call.{client.meta.service_model.service_name}.{operation}"
+    client.meta.events.register(event, throttle, unique_id="ordercast-failing")
+    try:
+        yield
+    finally:
+        client.meta.events.unregister(event, unique_id="ordercast-failing")
+
+
 class Stack:
     """One deployment of the template in moto, with its handlers."""
 

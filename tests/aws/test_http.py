@@ -8,7 +8,7 @@ from ordercast.aws.store import DynamoStore
 from ordercast.lifecycle import Actor, Command, Request, Role, Timeouts
 from ordercast.store.base import Applied, OrderRecord, Submission
 from ordercast.wire.messages import message_for
-from tests.aws.harness import Stack
+from tests.aws.harness import Stack, failing
 
 
 def test_create_answers_201_with_the_order_and_its_first_event(stack: Stack) -> None:
@@ -215,3 +215,42 @@ def test_a_replayed_create_starts_no_second_execution(stack: Stack) -> None:
     assert len(executions["executions"]) == 1
     stack.settle("o-9", 1)
     assert [e["seq"] for e in stack.announced["o-9"]] == [1]
+
+
+def test_a_create_whose_workflow_did_not_start_is_finished_by_its_retry(
+    stack: Stack,
+) -> None:
+    # given a create that is recorded while Step Functions throttles
+    body = {"orderId": "o-stall", "customerId": "cu-1", "restaurantId": "r-1"}
+    key = {"Idempotency-Key": "k-stall"}
+    with failing(stack.services.workflow.client, "StartExecution"):
+        first = stack.http("POST", "/orders", body, headers=key)
+
+    # then the answer says it was recorded, and how to finish it
+    assert first.status == 503
+    assert first.body["code"] == "store_unavailable"
+    assert "recorded but its workflow did not move on" in first.body["message"]
+    assert stack.http("GET", "/orders/o-stall").body["status"] == "RECEIVED"
+
+    # and the retry with the same key starts the order's execution
+    again = stack.http("POST", "/orders", body, headers=key)
+    assert again.status == 201
+    assert stack.execution_status("o-stall") == "RUNNING"
+
+
+def test_a_failure_of_ours_or_of_aws_is_an_internal_error(stack: Stack) -> None:
+    stack.create("o-read")
+
+    with failing(stack.services.store.client, "Query"):
+        answer = stack.http("GET", "/orders/o-read/events")
+
+    assert answer.status == 500
+    assert answer.body["type"] == "error"
+    assert answer.body["code"] == "internal_error"
+
+
+def test_a_route_that_does_not_exist_is_a_404_in_the_api_shape(stack: Stack) -> None:
+    answer = stack.http("GET", "/nowhere")
+
+    assert answer.status == 404
+    assert (answer.body["type"], answer.body["code"]) == ("error", "not_found")

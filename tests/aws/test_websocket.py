@@ -12,7 +12,7 @@ from ordercast.auth import issue_token
 from ordercast.aws.handlers import websocket
 from ordercast.aws.runtime import services
 from ordercast.lifecycle import Role
-from tests.aws.harness import REGION, Context, Stack, sample
+from tests.aws.harness import REGION, Context, Stack, failing, sample
 from tests.support import SECRET, token
 
 
@@ -100,6 +100,24 @@ def test_subscribe_sends_the_embedded_snapshot(stack: Stack) -> None:
         },
     }
     assert eta.endswith("Z")
+
+
+def test_a_frame_that_fails_on_our_side_is_answered_internal_error(
+    stack: Stack,
+) -> None:
+    # given a follower whose subscribe meets a throttled DynamoDB
+    stack.create("o-busy")
+    phone = stack.follower("customer", "cu-1")
+    since = {"action": "subscribe", "orderId": "o-busy", "since": 0}
+
+    with failing(stack.services.store.client, "Query"):
+        stack.send(phone, since)
+
+    # then it hears so in the protocol's shape, and can go on
+    [answer] = stack.frames(phone)
+    assert (answer["type"], answer["code"]) == ("error", "internal_error")
+    stack.send(phone, {"action": "ping"})
+    assert [f["type"] for f in stack.frames(phone)] == ["error", "pong"]
 
 
 def test_subscribe_with_since_replays_the_history_then_goes_live(stack: Stack) -> None:

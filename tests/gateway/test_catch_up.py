@@ -18,6 +18,7 @@ import pytest
 from ordercast.gateway.connections import CLOSE_RESUME, Connection
 from ordercast.gateway.hub import Hub
 from ordercast.lifecycle import Actor, Command, Request, Role, Timeouts
+from ordercast.notifier import Notifier
 from ordercast.store.base import Store, Submission
 from ordercast.store.sqlite import SqliteStore
 from tests.support import UNIT_S
@@ -194,3 +195,21 @@ async def test_every_order_catches_up_an_order_whose_last_event_was_lost(
     assert await hub.catch_up(patient=True) == 1
     await settle()
     assert socket.seqs() == [1, 2]
+
+
+async def test_a_node_forgets_the_courier_of_an_order_that_ended(store: Store) -> None:
+    # given a delivered order whose courier reported a position on the way
+    hub = Hub(store)
+    notifier = Notifier(hub)
+    steps = (Command.ACCEPT, Command.ASSIGN_COURIER, Command.PICK_UP)
+    await record(store, "o-1", Command.CREATE, *steps, Command.START_DELIVERY)
+    hub.update_location("o-1", {"lat": -10.9, "lng": -37.0, "at": "now"})
+    assert hub.position("o-1") is not None
+    await record(store, "o-1", Command.DELIVER)
+    *_, delivered = await store.read_events("o-1")
+
+    # when the node hears the last event
+    await notifier.handle([delivered])
+
+    # then it keeps nothing of that courier (a node lives through many orders)
+    assert hub.position("o-1") is None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,8 +198,8 @@ def test_replay_survives_a_server_crash_and_every_ack_is_durable(
 # the command line
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ORDERCAST_TOKEN_SECRET": SECRET, "COLUMNS": "120"}
+def run_cli(*args: str, secret: str = SECRET) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ORDERCAST_TOKEN_SECRET": secret, "COLUMNS": "120"}
     return subprocess.run(
         [sys.executable, "-m", "ordercast", "replay", *args],
         env=env,
@@ -231,6 +233,47 @@ def test_cli_names_the_expected_place_of_a_missing_instance(
     assert done.returncode == 2
     assert "no such instance folder" in done.stderr
     assert "../shared/data/grubhub-mdrp/<instance>" in done.stderr
+
+
+def test_cli_exits_1_when_commands_failed(instance: Instance, server: Server) -> None:
+    # given a replay signing with a secret the server does not know
+    done = run_cli(
+        *("--url", server.url, "--instance", str(instance_dir())),
+        *("--limit", "3", "--speed", str(SPEED), "--no-gps", "--quiet"),
+        secret="x" * 40,
+    )
+
+    # then every command fails, and the command says so
+    assert done.returncode == 1
+    assert "3 failed" in done.stdout
+    assert "Were the servers up, with this token secret?" in done.stdout
+
+
+def test_ctrl_c_stops_the_cli_with_what_it_did(
+    instance: Instance, server: Server
+) -> None:
+    # given a replay of many orders at an unhurried speed
+    command = [
+        *(sys.executable, "-m", "ordercast", "replay", "--url", server.url),
+        *("--instance", str(instance_dir()), "--limit", "40", "--speed", "60"),
+        *("--prefix", unique_id("int"), "--no-gps", "--quiet"),
+    ]
+    env = {**os.environ, "ORDERCAST_TOKEN_SECRET": SECRET, "COLUMNS": "120"}
+    running_replay = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+    # when it is interrupted after a few seconds
+    time.sleep(3)
+    running_replay.send_signal(signal.SIGINT)
+    out, err = running_replay.communicate(timeout=30)
+
+    # then it says how far it got, and exits as an interrupted command does
+    assert running_replay.returncode == 130, err
+    [line] = [line for line in out.splitlines() if line.startswith("interrupted")]
+    finished = int(line.split()[2])
+    assert 0 <= finished < 40
+    assert "of 40 orders finished" in line
 
 
 def test_hint_names_the_server_deadlines_for_the_speed() -> None:

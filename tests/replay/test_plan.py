@@ -343,7 +343,18 @@ def test_start_minute_skips_orders_placed_before_it(instance: Instance) -> None:
     creates = [s for s in plan.steps if s.command is Command.CREATE]
     assert len(creates) == 20
     assert min(s.at_minute for s in creates) >= 600
-    assert plan.start_minute == 600
+    assert plan.start_minute == min(s.at_minute for s in creates)
+
+
+@pytest.mark.parametrize("start_minute", [0.0, float("-inf")])
+def test_the_clock_starts_with_the_first_order_not_before(
+    instance: Instance, start_minute: float
+) -> None:
+    options = PlanOptions(prefix="t", start_minute=start_minute, limit=5)
+
+    plan = build_plan(instance, options)
+
+    assert plan.start_minute == instance.orders[0].placement_minute > 0
 
 
 def test_options_that_select_nothing_are_refused(instance: Instance) -> None:

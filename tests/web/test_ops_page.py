@@ -139,6 +139,27 @@ def test_a_customer_token_does_not_open_the_dashboard(
     context.close()
 
 
+@pytest.mark.parametrize("link_token", ["not-a-token", token("customer", "cu-1")])
+def test_a_refused_link_stops_trying_the_feed(
+    browser: Browser, server: Server, link_token: str
+) -> None:
+    # given the dashboard opened with a token that is not an ops one
+    context = browser.new_context()
+    page = context.new_page()
+    sockets: list[object] = []
+    page.on("websocket", lambda socket: sockets.append(socket))
+    page.goto(f"{server.url}/ops?token={link_token}")
+
+    # when it has had time to retry several times
+    expect(page.locator("#link")).to_have_attribute("data-state", "refused")
+    page.wait_for_timeout(3000)
+
+    # then it tried the feed once, and says why it stopped
+    assert len(sockets) == 1
+    expect(page.locator("#link")).to_have_attribute("data-state", "refused")
+    context.close()
+
+
 @pytest.mark.parametrize("path", ["/ops/counts", "/ops/at-risk"])
 def test_ops_queries_are_for_ops_and_dispatch(client: httpx.Client, path: str) -> None:
     assert client.get(path).status_code == 401

@@ -210,6 +210,37 @@ def test_a_final_alternative_stops_the_timeline(
     expect(page.locator("#eta")).to_have_text("–")
 
 
+WATCH_STEPS = """
+document.addEventListener("DOMContentLoaded", () => {
+  window.doneCounts = [];
+  const steps = document.getElementById("steps");
+  new MutationObserver(() => {
+    window.doneCounts.push(steps.querySelectorAll('li[data-state="done"]').length);
+  }).observe(steps, { subtree: true, attributes: true });
+});
+"""
+"""Records, after each change to the timeline, how many steps show as done."""
+
+
+def test_the_timeline_never_goes_back_while_history_arrives(
+    page: Page, server: Server, client: httpx.Client
+) -> None:
+    # given an order delivered before its page is opened
+    order_id = new_order(client)
+    for name, fields, _, _ in STEPS:
+        send(client, order_id, name, **fields)
+
+    # when the page opens (snapshot first, then the whole history)
+    page.add_init_script(WATCH_STEPS)
+    open_tracking(page, server, order_id)
+    expect(page.locator("#message")).to_have_text(STEPS[-1][3])
+
+    # then the timeline only ever moved forward, to every step done
+    done = page.evaluate("window.doneCounts")
+    assert done == sorted(done)
+    assert done[-1] == len(STEPS) + 1
+
+
 def test_a_link_with_a_bad_token_says_so_and_stops(
     page: Page, server: Server, client: httpx.Client
 ) -> None:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import orjson
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ValidationError
@@ -26,7 +27,12 @@ from ordercast.aws.etas import EventEtas
 from ordercast.aws.handlers.common import followable, report_location
 from ordercast.aws.handlers.logs import REQUEST_ID, configure, logger
 from ordercast.aws.runtime import Services, services
-from ordercast.errors import InvalidRequest, Refusal, StoreError
+from ordercast.errors import (
+    InvalidRequest,
+    Refusal,
+    StoreError,
+    internal_error_frame,
+)
 from ordercast.lifecycle import Actor, Command, Event, Request
 from ordercast.store.base import Applied, Submission
 from ordercast.wire.bodies import CommandBody, CreateOrder, LocationBody
@@ -151,7 +157,11 @@ def _drive(svc: Services, applied: Applied, created: bool) -> None:
         elif applied.events:
             svc.workflow.resume(svc.store, applied)
     except ClientError as exc:
-        raise StoreError("the order's execution could not be started") from exc
+        raise NotDriven("the order's execution could not be started") from exc
+
+
+class NotDriven(StoreError):
+    """The command is recorded, but its execution was not started or resumed."""
 
 
 # request pieces
@@ -219,12 +229,29 @@ def _refused(refusal: Refusal) -> Response[str]:
 @app.exception_handler(StoreError)  # type: ignore[untyped-decorator]  # as above
 def _store_failed(error: StoreError) -> Response[str]:
     logger.exception("store failed")
-    body = {
-        "type": "error",
-        "code": "store_unavailable",
-        "message": "the command was not recorded; retry with the same Idempotency-Key",
-    }
+    if isinstance(error, NotDriven):
+        told = (
+            "the command was recorded but its workflow did not move on; "
+            "retry with the same Idempotency-Key to finish it"
+        )
+    else:
+        told = "the command was not recorded; retry with the same Idempotency-Key"
+    body = {"type": "error", "code": "store_unavailable", "message": told}
     return _json(503, body)
+
+
+@app.exception_handler(ServiceError)  # type: ignore[untyped-decorator]  # as above
+def _not_served(error: ServiceError) -> Response[str]:
+    # Powertools' own refusals: no such route (404), or a method it lacks
+    code = "not_found" if error.status_code == 404 else "invalid_request"
+    body = {"type": "error", "code": code, "message": str(error.msg)}
+    return _json(error.status_code, body)
+
+
+@app.exception_handler(Exception)  # type: ignore[untyped-decorator]  # as above
+def _failed(error: Exception) -> Response[str]:
+    logger.exception("request failed")
+    return _json(500, internal_error_frame())
 
 
 def _json(

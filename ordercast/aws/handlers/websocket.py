@@ -17,7 +17,13 @@ from ordercast.aws.connections import ConnectionInfo
 from ordercast.aws.handlers.common import followable, report_location
 from ordercast.aws.handlers.logs import REQUEST_ID, configure, logger
 from ordercast.aws.runtime import Services, services
-from ordercast.errors import ConnectionGone, Forbidden, FrameError, Refusal
+from ordercast.errors import (
+    ConnectionGone,
+    Forbidden,
+    FrameError,
+    Refusal,
+    internal_error_frame,
+)
 from ordercast.lifecycle import Actor, Role
 from ordercast.wire.frames import (
     ALL_ORDERS,
@@ -123,11 +129,11 @@ def message(event: Event, context: LambdaContext) -> dict[str, Any]:
     """Every frame a client sends; answers go out through the Management API."""
     svc = services()
     connection_id = event["requestContext"]["connectionId"]
-    info = svc.connections.get(connection_id)
-    if info is None:
-        logger.warning("frame on an unknown connection", extra=_at(connection_id))
-        return OK
     try:
+        info = svc.connections.get(connection_id)
+        if info is None:
+            logger.warning("frame on an unknown connection", extra=_at(connection_id))
+            return OK
         try:
             if event.get("isBase64Encoded"):
                 raise FrameError("binary frames are not read; send JSON as text")
@@ -136,6 +142,13 @@ def message(event: Event, context: LambdaContext) -> dict[str, Any]:
         except Refusal as refusal:
             logger.debug("! %s", refusal.code, extra=_at(connection_id))
             svc.fanout.post(connection_id, encode(refusal.to_wire()))
+        except ConnectionGone:
+            raise
+        except Exception:
+            # ours, or AWS failing under us: the client hears of it in the
+            # protocol's shape, as the embedded gateway tells it
+            logger.exception("frame failed", extra=_at(connection_id))
+            svc.fanout.post(connection_id, encode(internal_error_frame()))
     except ConnectionGone:
         svc.connections.close(connection_id)
         logger.info("connection gone", extra=_at(connection_id))

@@ -22,7 +22,7 @@
   } else {
     try { token = sessionStorage.getItem("ordercast.ops.token"); } catch (_) { token = null; }
   }
-  const state = { socket: null, attempts: 0, feed: 0, soon: null, risks: [], pinger: null };
+  const state = { socket: null, attempts: 0, feed: 0, soon: null, risks: [], pinger: null, refused: false };
 
   function showLink(kind, words) {
     const el = $("link");
@@ -30,10 +30,27 @@
     setText(el, words);
   }
 
+  function refuse() {
+    // a token that is not an ops one (or has expired) stays so: stop asking
+    state.refused = true;
+    showLink("refused", "This link does not carry an ops token");
+    if (state.socket) state.socket.close();
+  }
+
+  async function isRefused() {
+    // a failed handshake tells a browser nothing; ask the API why
+    try {
+      const answer = await fetch("/ops/counts", { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
+      return answer.status === 401 || answer.status === 403;
+    } catch (_) {
+      return false; // the server is away: keep trying
+    }
+  }
+
   async function api(path) {
     const answer = await fetch(path, { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
     if (answer.status === 401 || answer.status === 403) {
-      showLink("refused", "This link does not carry an ops token");
+      refuse();
       throw new Error("refused");
     }
     if (!answer.ok) throw new Error(String(answer.status));
@@ -82,10 +99,11 @@
     state.socket = socket;
     socket.onopen = () => socket.send(JSON.stringify({ action: "subscribe", orderId: "*" }));
     socket.onmessage = (message) => receive(JSON.parse(message.data));
-    socket.onclose = () => {
+    socket.onclose = async () => {
       if (state.socket !== socket) return;
       clearInterval(state.pinger);
       state.socket = null;
+      if (state.refused || await isRefused()) { refuse(); return; }
       showLink("lost", "Feed lost. Reconnecting…");
       state.attempts += 1;
       const wait = Math.min(10000, 400 * 1.8 ** Math.min(state.attempts, 8));
@@ -107,7 +125,7 @@
       refreshSoon();
       if ($("history-id").value === frame.orderId) showHistory(frame.orderId);
     } else if (frame.type === "error" && (frame.code === "forbidden" || frame.code === "unauthorized")) {
-      showLink("refused", "This link does not carry an ops token");
+      refuse();
     }
   }
 

@@ -15,6 +15,7 @@
 
   const state = {
     lastSeq: 0, status: null, reachedAt: {}, seqs: [],
+    shownSeq: 0, // seq of the status the timeline shows: it never goes back
     pickup: null, dropoff: null, courier: null, trail: [], eta: null,
     bounds: null, socket: null, attempts: 0, timer: null, pinger: null, done: false,
   };
@@ -116,7 +117,10 @@
       const snapshot = frame.snapshot;
       if ("eta" in snapshot) showEta(snapshot.eta);
       if (snapshot.courierPosition) moveCourier(snapshot.courierPosition);
-      if (snapshot.seq >= state.lastSeq) showStatus(snapshot.status);
+      if (snapshot.seq >= state.shownSeq) {
+        state.shownSeq = snapshot.seq;
+        showStatus(snapshot.status);
+      }
     } else if (frame.type === "order.event") {
       if (frame.seq <= state.lastSeq) return; // seen already: never twice
       state.lastSeq = frame.seq;
@@ -140,6 +144,9 @@
       drawPlaces();
     }
     if (!(frame.status in state.reachedAt)) state.reachedAt[frame.status] = frame.at;
+    // history older than the snapshot fills in times, never the present
+    if (frame.seq < state.shownSeq) return;
+    state.shownSeq = frame.seq;
     setText($("message"), frame.message);
     showStatus(frame.status);
     if ("eta" in frame) showEta(frame.eta);
