@@ -19,6 +19,7 @@ once therefore post them one after the other, in seq order, each once.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -107,9 +108,13 @@ class Connections:
             batch = keys[start : start + 25]
             requests = [{"DeleteRequest": {"Key": key}} for key in batch]
             pending: Any = {self.table: requests}
-            while pending:
+            for attempt in itertools.count():
                 answer = self.client.batch_write_item(RequestItems=pending)
-                pending = answer.get("UnprocessedItems") or None
+                pending = answer.get("UnprocessedItems")
+                if not pending:
+                    break
+                # DynamoDB asks for exponential backoff before the rest
+                time.sleep(min(1.0, 0.05 * 2**attempt))
         return len(keys)
 
     def _items_of(self, connection_id: str) -> list[dict[str, Any]]:
