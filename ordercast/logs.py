@@ -33,8 +33,9 @@ CONTEXT_FIELDS = ("order_id", "seq", "connection_id")
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 _TOKEN = re.compile(r"((?:^|[?&])token=)[^&\s\"]+")
-_BEARER = re.compile(r"(\bbearer[.\s]+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
-"""A token after `Bearer ` (a header) or `bearer.` (a WebSocket subprotocol)."""
+_BEARER = re.compile(r"(\bbearer(?:\.|\s+))[A-Za-z0-9._~+/=-]{16,}", re.IGNORECASE)
+"""A token after `Bearer ` (a header) or `bearer.` (a WebSocket subprotocol);
+as long as a token is, so that prose naming a Bearer header stays as it is."""
 
 
 class ContextFormatter(logging.Formatter):

@@ -49,10 +49,14 @@ def test_a_record_without_context_is_the_plain_format() -> None:
         ),
         ("/ws?notatoken=1", "/ws?notatoken=1"),
         (
-            "< sec-websocket-protocol: ordercast, bearer.eyJ.a.b",
+            "< sec-websocket-protocol: ordercast, bearer.eyJhbGciOiJIUzI1NiJ9.e30.c2ln",
             "< sec-websocket-protocol: ordercast, bearer.[redacted]",
         ),
-        ("authorization: Bearer eyJ.a-b_c.d", "authorization: Bearer [redacted]"),
+        (
+            "authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.c2-l_n",
+            "authorization: Bearer [redacted]",
+        ),
+        ("send a Bearer token", "send a Bearer token"),
     ],
 )
 def test_tokens_are_redacted(text: str, expected: str) -> None:
