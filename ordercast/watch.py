@@ -93,7 +93,9 @@ class Watcher:
         """Follow until cancelled.
 
         Raises:
-            WatchRefused: the server refused the token or the subscription.
+            WatchRefused: the server refused the token or the subscription,
+                or nothing answered the first connection (a wrong URL, or
+                no server yet); once connected, it reconnects for ever.
         """
         retry_s = FIRST_RETRY_S
         while True:
@@ -103,7 +105,12 @@ class Watcher:
             except InvalidStatus as exc:
                 _raise_if_refused(exc)
                 logger.warning("handshake answered %d", exc.response.status_code)
-            except (ConnectionClosed, WebSocketException, OSError) as exc:
+            except OSError as exc:
+                if self.connections == 0:
+                    host = urlsplit(self.url).netloc
+                    raise WatchRefused(f"no server answers at {host} ({exc})") from exc
+                logger.warning("connection lost (%s)", exc.__class__.__name__)
+            except (ConnectionClosed, WebSocketException) as exc:
                 logger.warning("connection lost (%s)", exc.__class__.__name__)
             if self.connections > opened:
                 retry_s = FIRST_RETRY_S  # it was up: start the backoff over

@@ -27,6 +27,7 @@ from tests.support import (
     command,
     create_order,
     events_of,
+    free_port,
     running,
     token,
     unique_id,
@@ -263,6 +264,21 @@ def test_watch_pretty_prints_a_readable_line_per_event(
     assert lines[0].startswith(f"following {order_id} (ACCEPTED at seq 2)")
     assert f"{order_id} #1 RECEIVED" in lines[1]
     assert f"{order_id} #2 ACCEPTED" in lines[2]
+
+
+def test_watch_with_no_server_there_says_so_and_exits() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+
+    done = subprocess.run(
+        [sys.executable, "-m", "ordercast", "watch", "o-1", "--url", url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert done.returncode == 1
+    assert f"no server answers at {url.removeprefix('http://')}" in done.stderr
 
 
 def test_watch_needs_an_order_or_all(server: Server) -> None:

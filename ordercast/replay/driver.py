@@ -129,6 +129,9 @@ class ReplaySummary:
     """Courier positions refused or lost (they are never retried)."""
     interrupted: bool = False
     """Stopped (Ctrl-C) before every order was done."""
+    replayed: int = 0
+    """Acknowledged with the first answer to the same Idempotency-Key: applied
+    by an earlier attempt, or by an earlier replay with the same prefix."""
 
     def status_counts(self) -> Counter[str]:
         """How many orders the server last acknowledged in each status."""
@@ -325,6 +328,8 @@ class Driver:
             logger.warning("gave up on order %s", step.order_id)
             return False
         if response.is_success:
+            if response.headers.get("Idempotent-Replayed") == "true":
+                self.summary.replayed += 1
             self._acknowledge(step, response.json())
             return True
         code = _error_code(response)
@@ -463,8 +468,9 @@ def summary_table(plan: Plan, summary: ReplaySummary) -> Table:
 
 def summary_line(summary: ReplaySummary) -> str:
     """Counts of commands, and a reminder about orders left to the deadline."""
+    earlier = f" ({summary.replayed} by earlier requests)" if summary.replayed else ""
     counts = (
-        f"commands: {summary.sent} sent, {summary.acknowledged} acknowledged, "
+        f"commands: {summary.sent} sent, {summary.acknowledged} acknowledged{earlier}, "
         f"{summary.refused} refused, {summary.failed} failed "
         f"({summary.retried} retries); {len(summary.abandoned)} orders abandoned; "
         f"{summary.positions} courier positions sent."

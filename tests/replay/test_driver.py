@@ -19,6 +19,7 @@ from ordercast.lifecycle import Command, Status
 from ordercast.replay.driver import (
     ReplaySummary,
     ServerUnavailable,
+    summary_line,
     timeouts_hint,
 )
 from ordercast.replay.grubhub import Instance
@@ -111,6 +112,25 @@ def test_each_command_is_recorded_once_in_plan_order(
         names = [e["event"] for e in events_of(client, order_id) if e["seq"] > 0]
         planned = [s.command for s in replayed.plan.steps_of(order_id)]
         assert len(names) == len(planned) + (planned == [Command.CREATE])
+
+
+def test_a_second_replay_with_the_same_prefix_records_nothing_new(
+    replayed: Replayed, server: Server, client: httpx.Client
+) -> None:
+    # given the replay done once, and its silent restaurants' deadlines fired
+    wait_until(lambda: statuses_reached(client, replayed.plan))
+    logs = {
+        order_id: events_of(client, order_id) for order_id in replayed.plan.intended
+    }
+
+    # when the same plan is sent again
+    again = replay(replayed.plan, server)
+
+    # then every answer is the first one, and no log grew
+    assert again.acknowledged == replayed.summary.acknowledged
+    assert again.replayed == again.acknowledged
+    assert "by earlier requests" in summary_line(again)
+    assert logs == {order_id: events_of(client, order_id) for order_id in logs}
 
 
 def test_acks_file_matches_the_store(replayed: Replayed, client: httpx.Client) -> None:
