@@ -27,11 +27,13 @@ from ordercast.errors import (
     Refusal,
     StoreError,
     internal_error_frame,
+    store_unavailable_frame,
 )
 from ordercast.runtime import Runtime, build_runtime
 from ordercast.settings import Settings
 from ordercast.web.routes import router as web_router, static_files
 from ordercast.webhooks.api import router as webhooks_router
+from ordercast.wire.bodies import describe_error
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +194,7 @@ async def _refusal_response(request: Request, exc: Exception) -> Response:
 
 async def _validation_response(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    problems = [_describe(error) for error in exc.errors()]
+    problems = [describe_error(error) for error in exc.errors()]
     return await _refusal_response(request, InvalidRequest("; ".join(problems)))
 
 
@@ -259,12 +261,7 @@ async def _internal_error_response(request: Request, exc: Exception) -> Response
 
 async def _store_error_response(request: Request, exc: Exception) -> Response:
     logger.error("store failed", exc_info=exc)
-    body = {
-        "type": "error",
-        "code": "store_unavailable",
-        "message": "the command was not recorded; retry with the same Idempotency-Key",
-    }
-    return JSONResponse(body, status_code=503)
+    return JSONResponse(store_unavailable_frame(), status_code=503)
 
 
 def _without_password(url: str) -> str:
@@ -275,16 +272,3 @@ def _without_password(url: str) -> str:
         return url
     user = credentials.split(":", 1)[0]
     return f"{scheme}{sep}{user}:***@{place}"
-
-
-def _describe(error: Any) -> str:
-    loc = tuple(error.get("loc", ()))
-    if error.get("type") == "json_invalid":
-        # FastAPI puts the character offset where a field name would go
-        why = (error.get("ctx") or {}).get("error", "")
-        at = f" at character {loc[-1]}" if len(loc) > 1 else ""
-        return f"the body is not valid JSON{at}" + (f" ({why})" if why else "")
-    if loc == ("body",) and error.get("type") == "model_attributes_type":
-        return "the body must be a JSON object, sent as application/json"
-    where = ".".join(str(p) for p in loc if p != "body")
-    return f"{where}: {error.get('msg')}" if where else str(error.get("msg"))

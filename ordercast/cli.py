@@ -21,7 +21,7 @@ from ordercast.errors import OrdercastError
 from ordercast.lifecycle import Role
 from ordercast.logs import LogLevel
 from ordercast.settings import Settings
-from ordercast.webhooks.cli import app as webhooks_app
+from ordercast.webhooks.cli import app as webhooks_app, check_generated
 from ordercast.wire.bodies import ID_PATTERN
 
 
@@ -165,16 +165,7 @@ def export_asl(
     if str(output) == "-":
         typer.echo(text, nl=False)
     elif check:
-        if not output.exists():
-            typer.echo(
-                f"{output} does not exist; run from the repository root, or "
-                "name the file with --output",
-                err=True,
-            )
-            raise typer.Exit(1)
-        if output.read_text() != text:
-            typer.echo(f"{output} is out of date; run `ordercast export-asl`", err=True)
-            raise typer.Exit(1)
+        check_generated(output, text, "run `ordercast export-asl`")
     else:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text)

@@ -95,6 +95,23 @@ def internal_error_frame() -> dict[str, Any]:
     }
 
 
+def store_unavailable_frame(recorded: bool = False) -> dict[str, Any]:
+    """The error body of a command the store did not take (HTTP 503).
+
+    Args:
+        recorded: on AWS, the command was stored but Step Functions did not
+            take it; the retry with the same Idempotency-Key finishes it.
+    """
+    if recorded:
+        told = (
+            "the command was recorded but its workflow did not move on; "
+            "retry with the same Idempotency-Key to finish it"
+        )
+    else:
+        told = "the command was not recorded; retry with the same Idempotency-Key"
+    return {"type": "error", "code": "store_unavailable", "message": told}
+
+
 def refusal_from_wire(frame: dict[str, Any]) -> Refusal:
     """Rebuild a refusal stored with `Refusal.to_wire` (for idempotent replays)."""
     fields = {k: v for k, v in frame.items() if k not in ("type", "code", "message")}

@@ -67,6 +67,17 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def check_generated(output: Path, text: str, regenerate: str) -> None:
+    """`--check` of a generated file: fail unless `output` holds `text`."""
+    if not output.exists():
+        fail(
+            f"{output} does not exist; run from the repository root, or "
+            "name the file with --output"
+        )
+    if output.read_text() != text:
+        fail(f"{output} is out of date; {regenerate}")
+
+
 @app.callback()
 def connect(
     context: typer.Context,
@@ -490,13 +501,7 @@ def export_aws(
     if str(output) == "-" or policies:
         typer.echo(text, nl=False)
     elif check:
-        if not output.exists():
-            fail(
-                f"{output} does not exist; run from the repository root, or "
-                "name the file with --output"
-            )
-        if output.read_text() != text:
-            fail(f"{output} is out of date; run the same command without --check")
+        check_generated(output, text, "run the same command without --check")
     else:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text)

@@ -6,6 +6,7 @@ server validates without importing FastAPI.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import orjson
@@ -89,3 +90,18 @@ class LocationBody(_Body):
 
     lat: float = Field(ge=-90, le=90)
     lng: float = Field(ge=-180, le=180)
+
+
+def describe_error(error: Mapping[str, Any]) -> str:
+    """One pydantic (or FastAPI) validation error as a person reads it:
+    where (`courierId`, `query.limit`), then what is wrong."""
+    loc = tuple(error.get("loc", ()))
+    if error.get("type") == "json_invalid":
+        # FastAPI puts the character offset where a field name would go
+        why = (error.get("ctx") or {}).get("error", "")
+        at = f" at character {loc[-1]}" if len(loc) > 1 else ""
+        return f"the body is not valid JSON{at}" + (f" ({why})" if why else "")
+    if loc == ("body",) and error.get("type") == "model_attributes_type":
+        return "the body must be a JSON object, sent as application/json"
+    where = ".".join(str(p) for p in loc if p != "body")
+    return f"{where}: {error.get('msg')}" if where else str(error.get("msg"))

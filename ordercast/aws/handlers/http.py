@@ -32,10 +32,16 @@ from ordercast.errors import (
     Refusal,
     StoreError,
     internal_error_frame,
+    store_unavailable_frame,
 )
 from ordercast.lifecycle import Actor, Command, Event, Request
 from ordercast.store.base import Applied, Submission
-from ordercast.wire.bodies import CommandBody, CreateOrder, LocationBody
+from ordercast.wire.bodies import (
+    CommandBody,
+    CreateOrder,
+    LocationBody,
+    describe_error,
+)
 from ordercast.wire.frames import event_frame, order_view
 from ordercast.wire.messages import negotiate_language
 
@@ -210,12 +216,9 @@ def _parse(model: type[_Model]) -> _Model:
     except orjson.JSONDecodeError:
         raise InvalidRequest("JSON decode error") from None
     except ValidationError as exc:
-        raise InvalidRequest("; ".join(_describe(e) for e in exc.errors())) from exc
-
-
-def _describe(error: Any) -> str:
-    where = ".".join(str(part) for part in error.get("loc", ()))
-    return f"{where}: {error.get('msg')}" if where else str(error.get("msg"))
+        raise InvalidRequest(
+            "; ".join(describe_error(dict(e)) for e in exc.errors())
+        ) from exc
 
 
 # errors and answers
@@ -229,15 +232,7 @@ def _refused(refusal: Refusal) -> Response[str]:
 @app.exception_handler(StoreError)  # type: ignore[untyped-decorator]  # as above
 def _store_failed(error: StoreError) -> Response[str]:
     logger.exception("store failed")
-    if isinstance(error, NotDriven):
-        told = (
-            "the command was recorded but its workflow did not move on; "
-            "retry with the same Idempotency-Key to finish it"
-        )
-    else:
-        told = "the command was not recorded; retry with the same Idempotency-Key"
-    body = {"type": "error", "code": "store_unavailable", "message": told}
-    return _json(503, body)
+    return _json(503, store_unavailable_frame(recorded=isinstance(error, NotDriven)))
 
 
 @app.exception_handler(ServiceError)  # type: ignore[untyped-decorator]  # as above

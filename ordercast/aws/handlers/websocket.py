@@ -129,11 +129,11 @@ def message(event: Event, context: LambdaContext) -> dict[str, Any]:
     """Every frame a client sends; answers go out through the Management API."""
     svc = services()
     connection_id = event["requestContext"]["connectionId"]
+    info = svc.connections.get(connection_id)
+    if info is None:
+        logger.warning("frame on an unknown connection", extra=_at(connection_id))
+        return OK
     try:
-        info = svc.connections.get(connection_id)
-        if info is None:
-            logger.warning("frame on an unknown connection", extra=_at(connection_id))
-            return OK
         try:
             if event.get("isBase64Encoded"):
                 raise FrameError("binary frames are not read; send JSON as text")
@@ -142,8 +142,6 @@ def message(event: Event, context: LambdaContext) -> dict[str, Any]:
         except Refusal as refusal:
             logger.debug("! %s", refusal.code, extra=_at(connection_id))
             svc.fanout.post(connection_id, encode(refusal.to_wire()))
-        except ConnectionGone:
-            raise
         except Exception:
             # ours, or AWS failing under us: the client hears of it in the
             # protocol's shape, as the embedded gateway tells it

@@ -37,16 +37,6 @@
     if (state.socket) state.socket.close();
   }
 
-  async function isRefused() {
-    // a failed handshake tells a browser nothing; ask the API why
-    try {
-      const answer = await fetch("/ops/counts", { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
-      return answer.status === 401 || answer.status === 403;
-    } catch (_) {
-      return false; // the server is away: keep trying
-    }
-  }
-
   async function api(path) {
     const answer = await fetch(path, { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
     if (answer.status === 401 || answer.status === 403) {
@@ -103,7 +93,10 @@
       if (state.socket !== socket) return;
       clearInterval(state.pinger);
       state.socket = null;
-      if (state.refused || await isRefused()) { refuse(); return; }
+      // a failed handshake tells a browser nothing; the API says whether the
+      // token is refused (api() then calls refuse()) or the server is away
+      if (!state.refused) await refresh();
+      if (state.refused) return;
       showLink("lost", "Feed lost. Reconnecting…");
       state.attempts += 1;
       const wait = Math.min(10000, 400 * 1.8 ** Math.min(state.attempts, 8));
